@@ -1,0 +1,18 @@
+"""`dmsps run` (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dmsps.errors import DmspsError
+
+NAME = "run"
+HELP = "(not implemented yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise DmspsError("not implemented yet")
