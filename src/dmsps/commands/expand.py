@@ -1,18 +1,53 @@
-"""`dmsps expand` (not implemented yet)."""
+"""`dmsps expand`: stage-2 seeds from a stage-1 model."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from dmsps.errors import DmspsError
 
 NAME = "expand"
-HELP = "(not implemented yet)"
+HELP = "expand scribbles with a stage-1 model's confident predictions"
+DESCRIPTION = """Run a stage-1 checkpoint on the training images and write expanded seeds.
+
+Per pixel: p = mean softmax of both decoders, u = normalised entropy; pixels with
+u < --threshold take argmax(p); per slice and class only the largest connected component
+stays; the original scribbles are always kept. OUT becomes a scribble-layout folder
+(one NIfTI per case) usable with `dmsps train --scribble-dir OUT`, plus
+expand_summary.json (pixels added per class and, when labels exist, their accuracy).
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("checkpoint", type=Path, help="stage-1 checkpoint (best.pt)")
+    parser.add_argument("dataset", type=Path, help="dataset folder")
+    parser.add_argument("out", type=Path, help="folder for the expanded seeds")
+    parser.add_argument("--threshold", type=float, default=0.1, help="uncertainty threshold")
+    parser.add_argument("--tta", action="store_true", help="also average over flips")
+    parser.add_argument("--split", default="train", help="cases to expand (default train)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quiet", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise DmspsError("not implemented yet")
+    from dmsps.data.layout import Dataset
+    from dmsps.expand import expand_dataset, format_summary
+
+    if not 0 < args.threshold <= 1:
+        raise DmspsError("--threshold must be in (0, 1]")
+    ds = Dataset(args.dataset)
+    if args.out.resolve() == ds.root.resolve() or ds.root.resolve() in args.out.resolve().parents:
+        raise DmspsError(f"{args.out}: refusing to write into the dataset folder")
+    summary = expand_dataset(
+        args.checkpoint,
+        ds,
+        ds.split(args.split),
+        args.out,
+        args.threshold,
+        args.tta,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(format_summary(summary))
+    return 0

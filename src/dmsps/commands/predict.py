@@ -1,18 +1,45 @@
-"""`dmsps predict` (not implemented yet)."""
+"""`dmsps predict`: segment NIfTI images with a checkpoint."""
 
 from __future__ import annotations
 
 import argparse
-
-from dmsps.errors import DmspsError
+from pathlib import Path
 
 NAME = "predict"
-HELP = "(not implemented yet)"
+HELP = "segment NIfTI images (or a dataset split) with a trained checkpoint"
+DESCRIPTION = """Write one label map per case with the input's geometry.
+
+IN is a NIfTI file, a folder of NIfTIs (NAME_0000.nii.gz, NAME_0001.nii.gz... are the
+channels of case NAME; files without that suffix are single-channel cases), or a dataset
+folder (its --split is predicted). The checkpoint carries the model, classes, input size
+and normalisation: no config file is needed. --uncertainty also writes the normalised
+entropy of the two decoders' mean prediction to OUT/uncertainty/.
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("input", type=Path, metavar="IN")
+    parser.add_argument("out", type=Path, metavar="OUT")
+    parser.add_argument("--uncertainty", action="store_true", help="write uncertainty maps")
+    parser.add_argument("--split", default="test", help="split when IN is a dataset")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--overwrite", action="store_true", help="redo existing outputs")
+    parser.add_argument("--quiet", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise DmspsError("not implemented yet")
+    from dmsps.predict import predict_folder
+
+    written = predict_folder(
+        args.checkpoint,
+        args.input,
+        args.out,
+        args.uncertainty,
+        args.split,
+        args.device,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {len(written)} label map(s) to {args.out}")
+    return 0

@@ -1,0 +1,234 @@
+"""Typed configuration with presets; every field can be overridden from the CLI.
+
+``TrainConfig`` drives one training stage. ``RunConfig`` is the whole pipeline
+(stage 1, expansion, stage 2) and is what presets define and what each run folder saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dmsps.errors import DmspsError
+
+
+@dataclass
+class TrainConfig:
+    """One training stage. Defaults are the paper's ACDC stage-1 settings."""
+
+    method: str = "dmsps"  # pce | dmsps | dmpls | full
+    iterations: int = 30000
+    batch_size: int = 24
+    patch_size: int = 256  # slices are resized to patch_size x patch_size
+    optimizer: str = "sgd"  # sgd (poly decay) | adam (constant lr)
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    pl_weight: float | None = None  # None: the method's default (dmsps 8, dmpls 0.5)
+    rampup: int = 100  # sigmoid ramp-up length of the pseudo-label weight, iterations
+    augment: bool = True
+    features: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
+    val_interval: int = 200
+    patience: int = 10000  # early stop after this many iterations without improvement
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # CPU intra-op threads; 0 = PyTorch default
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model (pays off on long GPU runs)
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | none | bf16 | fp16
+    log_interval: int = 25
+    tensorboard: bool = False
+    stop_at: int = 0  # stop (resumably) at this iteration; 0 = run to the end
+    init_from: str = ""  # checkpoint to start from (stage 2 uses stage 1's best)
+    scribble_dir: str = ""  # train on these seeds instead of scribblesTr (stage 2)
+
+
+@dataclass
+class ExpandConfig:
+    threshold: float = 0.1  # normalised-entropy threshold for confident pixels
+    tta: bool = False  # also average over flips when expanding
+    keep_largest: bool = True  # per slice and class keep only the largest component
+
+
+@dataclass
+class RunConfig:
+    preset: str = "acdc"
+    stage1: TrainConfig = field(default_factory=TrainConfig)
+    expand: ExpandConfig = field(default_factory=ExpandConfig)
+    stage2: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            optimizer="adam", lr=1e-4, weight_decay=1e-5, iterations=20000
+        )
+    )
+    eval_split: str = "auto"  # auto: test if it has cases with labels, else val
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _demo() -> RunConfig:
+    s1 = TrainConfig(
+        iterations=400,
+        batch_size=8,
+        patch_size=64,
+        features=[16, 32, 64, 128, 256],
+        val_interval=50,
+        patience=1000,
+        rampup=50,
+        log_interval=10,
+        lr=0.03,
+    )
+    s2 = dataclasses.replace(
+        s1, optimizer="adam", lr=1e-3, weight_decay=1e-5, iterations=200, rampup=0
+    )
+    return RunConfig(preset="demo", stage1=s1, stage2=s2)
+
+
+def _acdc() -> RunConfig:
+    """CPU budget for ACDC (see docs/results.md for why these values)."""
+    s1 = TrainConfig(iterations=3000, batch_size=12, patch_size=128, val_interval=200)
+    s2 = TrainConfig(
+        iterations=2000,
+        batch_size=12,
+        patch_size=128,
+        val_interval=200,
+        optimizer="adam",
+        lr=1e-4,
+        weight_decay=1e-5,
+    )
+    return RunConfig(preset="acdc", stage1=s1, stage2=s2)
+
+
+def _acdc_paper() -> RunConfig:
+    """The paper's setting: 256x256, batch 24, 30 000 + 20 000 iterations (GPU)."""
+    return RunConfig(preset="acdc-paper")
+
+
+PRESETS = {"demo": _demo, "acdc": _acdc, "acdc-paper": _acdc_paper}
+
+
+def preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise DmspsError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})")
+    return PRESETS[name]()
+
+
+# --- parsing overrides ---------------------------------------------------------------
+def _parse_value(text: str, typ: Any, name: str) -> Any:
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null", "") and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _parse_value(text, inner[0], name)
+    if origin is list:
+        return [_parse_value(t, args[0], name) for t in text.replace(",", " ").split()]
+    try:
+        if typ is bool:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return typ(text)
+    except ValueError:
+        raise DmspsError(f"bad value for {name}: {text!r} (expected {typ.__name__})") from None
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def set_field(cfg: Any, dotted: str, text: str) -> None:
+    """Apply ``section.field=value`` (or ``field=value``) to a dataclass tree."""
+    parts = dotted.replace("-", "_").split(".")
+    obj = cfg
+    for part in parts[:-1]:
+        if not hasattr(obj, part) or not dataclasses.is_dataclass(getattr(obj, part)):
+            raise DmspsError(f"unknown config section '{part}' in '{dotted}'")
+        obj = getattr(obj, part)
+    name = parts[-1]
+    hints = _hints(type(obj))
+    if name not in hints:
+        known = ", ".join(f.name for f in fields(obj))
+        raise DmspsError(f"unknown config field '{dotted}' (known here: {known})")
+    setattr(obj, name, _parse_value(text, hints[name], dotted))
+
+
+def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
+    cfg = copy.deepcopy(cfg)
+    for pair in pairs:
+        if "=" not in pair:
+            raise DmspsError(f"override '{pair}' must look like section.field=value")
+        key, value = pair.split("=", 1)
+        set_field(cfg, key.strip(), value.strip())
+    return cfg
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--field`` option per TrainConfig field (default: the preset's value)."""
+    group = parser.add_argument_group("training settings (override the preset)")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        group.add_argument(
+            flag, dest=f"cfg_{f.name}", default=None, metavar="V", help=_HELP.get(f.name)
+        )
+
+
+def train_overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    for f in fields(TrainConfig):
+        value = getattr(args, f"cfg_{f.name}", None)
+        if value is not None:
+            out.append(f"{f.name}={value}")
+    return out
+
+
+def from_dict(cls, data: dict) -> Any:
+    """Rebuild a dataclass tree from saved JSON (unknown keys are an error)."""
+    hints = _hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in hints:
+            raise DmspsError(f"unknown config field '{key}' for {cls.__name__}")
+        typ = hints[key]
+        kwargs[key] = from_dict(typ, value) if dataclasses.is_dataclass(typ) else value
+    return cls(**kwargs)
+
+
+def load_run_config(path: Path) -> RunConfig:
+    try:
+        return from_dict(RunConfig, json.loads(Path(path).read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise DmspsError(f"{path}: cannot read config ({exc})") from None
+
+
+_HELP = {
+    "method": "pce | dmsps | dmpls | full",
+    "iterations": "training iterations",
+    "batch_size": "slices per step",
+    "patch_size": "slices are resized to this square size",
+    "optimizer": "sgd (poly decay) | adam",
+    "lr": "initial learning rate",
+    "pl_weight": "pseudo-label loss weight (default: dmsps 8, dmpls 0.5)",
+    "rampup": "iterations of sigmoid ramp-up of the pseudo-label weight",
+    "val_interval": "validate every N iterations",
+    "patience": "early stop after N iterations without a better validation Dice",
+    "device": "auto | cpu | cuda | cuda:N",
+    "threads": "CPU threads (0 = PyTorch default)",
+    "amp": "auto | none | bf16 | fp16 mixed precision",
+    "compile": "use torch.compile",
+    "stop_at": "stop at this iteration (resume later with --resume)",
+    "init_from": "checkpoint to initialise the weights from",
+    "scribble_dir": "folder of seeds to train on instead of scribblesTr",
+}

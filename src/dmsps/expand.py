@@ -1,0 +1,147 @@
+"""Stage 2 seeds: expand scribbles with the stage-1 model's confident predictions.
+
+p = mean softmax of both decoders (optionally over flips too); u = normalised entropy;
+seed = argmax(p) where u < threshold, else ignore; then per slice and class only the
+largest connected component stays; original scribbles always stay annotated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from tqdm import tqdm
+
+from dmsps.data.layout import Dataset
+from dmsps.data.normalize import normalise
+from dmsps.infer import normalised_entropy, predict_volume
+from dmsps.io.atomic import write_json
+from dmsps.io.nifti import save_volume
+from dmsps.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+
+def largest_component_per_class(seeds: np.ndarray, num_classes: int, ignore: int) -> np.ndarray:
+    """Per slice (axis 0) and class, keep the largest 2D connected component."""
+    out = np.full_like(seeds, ignore)
+    for z in range(seeds.shape[0]):
+        for c in range(num_classes):
+            mask = seeds[z] == c
+            if not mask.any():
+                continue
+            lab, n = ndimage.label(mask)
+            if n > 1:
+                sizes = np.bincount(lab.ravel())
+                sizes[0] = 0
+                mask = lab == sizes.argmax()
+            out[z][mask] = c
+    return out
+
+
+def expand_case(
+    probs: torch.Tensor, scribble: np.ndarray, threshold: float, ignore: int, keep_largest: bool
+) -> np.ndarray:
+    num_classes = probs.shape[0]
+    u = normalised_entropy(probs).numpy()
+    seeds = np.where(u < threshold, probs.argmax(0).numpy(), ignore).astype(np.int16)
+    if keep_largest:
+        seeds = largest_component_per_class(seeds, num_classes, ignore)
+    annotated = scribble != ignore
+    seeds[annotated] = scribble[annotated]
+    return seeds
+
+
+def tta_probs(model, image: np.ndarray, size: int, device, flips: bool) -> torch.Tensor:
+    probs = predict_volume(model, image, size, device, mode="mean")
+    if not flips:
+        return probs
+    total = probs.clone()
+    for axis in (2, 3):  # flip Y, flip X of (C, Z, Y, X)
+        flipped = np.flip(image, axis=axis).copy()
+        total += predict_volume(model, flipped, size, device, mode="mean").flip(axis - 1)
+    return total / 3
+
+
+@dataclass
+class ExpandSummary:
+    cases: int = 0
+    scribble_pixels: list[int] = field(default_factory=list)
+    added_pixels: list[int] = field(default_factory=list)
+    added_correct: list[int] = field(default_factory=list)  # only where labels exist
+    labelled_cases: int = 0
+
+    def to_dict(self, class_names: list[str]) -> dict:
+        out = {"cases": self.cases, "classes": {}}
+        for c, name in enumerate(class_names):
+            d = {"scribble_pixels": self.scribble_pixels[c], "added_pixels": self.added_pixels[c]}
+            if self.labelled_cases:
+                d["added_accuracy"] = (
+                    self.added_correct[c] / self.added_pixels[c] if self.added_pixels[c] else None
+                )
+            out["classes"][name] = d
+        if self.labelled_cases:
+            total = sum(self.added_pixels)
+            out["added_accuracy"] = sum(self.added_correct) / total if total else None
+            out["labelled_cases"] = self.labelled_cases
+        return out
+
+
+def expand_dataset(
+    checkpoint: Path,
+    dataset: Dataset,
+    cases: list[str],
+    out_dir: Path,
+    threshold: float = 0.1,
+    tta: bool = False,
+    keep_largest: bool = True,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Write expanded seeds for ``cases`` into ``out_dir``; resumes over existing files."""
+    from dmsps.train.loop import resolve_device
+
+    ckpt = load_checkpoint(checkpoint)
+    dev = resolve_device(device)
+    model = model_from_checkpoint(ckpt).to(dev).eval()
+    size = int(ckpt["meta"]["patch_size"])
+    k, ignore = dataset.meta.num_classes, dataset.meta.ignore_value
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = ExpandSummary(scribble_pixels=[0] * k, added_pixels=[0] * k, added_correct=[0] * k)
+    for case in tqdm(cases, desc="expanding scribbles", disable=not progress):
+        scribble = dataset.load_scribble(case)
+        if scribble is None:
+            continue
+        image, geom = dataset.load_image(case)
+        target = out_dir / f"{case}{dataset.meta.file_ending}"
+        if target.is_file():  # resume: reuse what an interrupted run already wrote
+            seeds = dataset.load_scribble(case, out_dir)
+        else:
+            probs = tta_probs(model, normalise(image), size, dev, tta)
+            seeds = expand_case(probs, scribble, threshold, ignore, keep_largest)
+            save_volume(target, seeds, geom, np.uint8)
+        label = dataset.load_label(case)
+        added = (seeds != ignore) & (scribble == ignore)
+        summary.cases += 1
+        if label is not None:
+            summary.labelled_cases += 1
+        for c in range(k):
+            summary.scribble_pixels[c] += int((scribble == c).sum())
+            mask = added & (seeds == c)
+            summary.added_pixels[c] += int(mask.sum())
+            if label is not None:
+                summary.added_correct[c] += int((mask & (label == c)).sum())
+    result = summary.to_dict(dataset.meta.class_names)
+    result.update(threshold=threshold, tta=tta, checkpoint=str(checkpoint))
+    write_json(out_dir / "expand_summary.json", result)
+    return result
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{'class':<12}{'scribble px':>12}{'added px':>12}{'accuracy':>10}"]
+    for name, d in summary["classes"].items():
+        acc = d.get("added_accuracy")
+        acc_s = "n/a" if acc is None else f"{acc:.3f}"
+        lines.append(f"{name:<12}{d['scribble_pixels']:>12}{d['added_pixels']:>12}{acc_s:>10}")
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""The paper's full pipeline in one run folder, every step resumable.
+
+RUN/
+  config.json                 the resolved RunConfig
+  stage1/                     checkpoints/{best,last}.pt, log.csv, final.json
+  expand/seeds/               expanded seeds (scribble layout) + expand_summary.json
+  stage2/                     as stage1, trained on the seeds from stage-1 best weights
+  predictions/stage{1,2}/     label maps of the evaluation split (+ uncertainty/)
+  metrics/stage{1,2}/         metrics.csv, summary.csv, summary.json
+  report/index.html           visual report
+
+A step is skipped when its artefacts are complete, so rerunning the same command after
+an interruption continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from dmsps.config import RunConfig, from_dict
+from dmsps.data.layout import Dataset
+from dmsps.errors import DmspsError
+from dmsps.io.atomic import write_json
+
+
+def eval_split(ds: Dataset, cfg: RunConfig) -> str:
+    if cfg.eval_split != "auto":
+        return cfg.eval_split
+    test = ds.split("test")
+    if test and all(ds.paths(c).label is not None for c in test):
+        return "test"
+    return "val"
+
+
+def _check_config(out: Path, cfg: RunConfig) -> None:
+    path = out / "config.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved != json.loads(json.dumps(asdict(cfg))):
+            old = from_dict(RunConfig, saved)
+            diffs = _diff(asdict(old), asdict(cfg))
+            raise DmspsError(
+                f"{out}: this run folder was made with different settings "
+                f"({'; '.join(diffs[:5])}); "
+                "use a new --out folder or the same settings to resume"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(path, asdict(cfg))
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va} -> {vb}")
+    return out
+
+
+def run_pipeline(
+    dataset_dir: Path, out: Path, cfg: RunConfig, progress: bool = True, log=print
+) -> dict:
+    """Stage 1 -> expand -> stage 2 -> predict -> evaluate -> report."""
+    from dmsps.eval.metrics import evaluate_cases
+    from dmsps.expand import expand_dataset, format_summary
+    from dmsps.predict import predict_folder
+    from dmsps.report import write_report
+    from dmsps.train.loop import Trainer
+
+    ds = Dataset(dataset_dir)
+    _check_config(out, cfg)
+    timings: dict[str, float] = {}
+    split = eval_split(ds, cfg)
+
+    def step(name: str):
+        log(f"== {name}")
+        return time.perf_counter()
+
+    t = step("stage 1: training on scribbles")
+    s1 = Trainer(ds, cfg.stage1, out / "stage1", progress).fit(resume=True)
+    timings["stage1"] = time.perf_counter() - t
+    best1 = out / "stage1" / "checkpoints" / "best.pt"
+
+    seeds = out / "expand" / "seeds"
+    t = step("expanding scribbles with confident stage-1 predictions")
+    summary_path = seeds / "expand_summary.json"
+    if summary_path.is_file():
+        exp = json.loads(summary_path.read_text())
+    else:
+        exp = expand_dataset(
+            best1,
+            ds,
+            ds.split("train"),
+            seeds,
+            cfg.expand.threshold,
+            cfg.expand.tta,
+            cfg.expand.keep_largest,
+            cfg.stage1.device,
+            progress,
+        )
+    log(format_summary(exp))
+    timings["expand"] = time.perf_counter() - t
+
+    t = step("stage 2: training on expanded seeds")
+    s2cfg = copy.deepcopy(cfg.stage2)
+    s2cfg.init_from = str(best1)
+    s2cfg.scribble_dir = str(seeds)
+    s2 = Trainer(ds, s2cfg, out / "stage2", progress).fit(resume=True)
+    timings["stage2"] = time.perf_counter() - t
+
+    results = {}
+    cases = ds.split(split)
+    for stage in ("stage1", "stage2"):
+        t = step(f"predicting the {split} split with {stage}")
+        pred_dir = out / "predictions" / stage
+        predict_folder(
+            out / stage / "checkpoints" / "best.pt",
+            ds.root,
+            pred_dir,
+            uncertainty=True,
+            split=split,
+            device=cfg.stage1.device,
+            progress=progress,
+        )
+        labels = {c: ds.paths(c).label for c in cases}
+        missing = [c for c, p in labels.items() if p is None]
+        if missing:
+            raise DmspsError(
+                f"{ds.root}: no label for {split} case(s) {missing[:5]}; cannot evaluate"
+            )
+        results[stage] = evaluate_cases(
+            {c: pred_dir / f"{c}.nii.gz" for c in cases},
+            labels,
+            out / "metrics" / stage,
+            ds.meta.class_names,
+            progress=progress,
+        )
+        timings[f"predict+evaluate {stage}"] = time.perf_counter() - t
+    write_report(out, ds, cases, results, {"stage1": s1, "stage2": s2}, exp, split)
+    result = {
+        "split": split,
+        "metrics": results,
+        "train": {"stage1": s1, "stage2": s2},
+        "expand": exp,
+        "timings_s": timings,
+    }
+    write_json(out / "results.json", result)
+    return result

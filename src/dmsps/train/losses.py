@@ -1,0 +1,39 @@
+"""Loss building blocks. Hand-checked in tests/test_losses.py."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def partial_ce(logits: torch.Tensor, target: torch.Tensor, ignore: int) -> torch.Tensor:
+    """Cross-entropy averaged over annotated pixels only; 0 (with gradient) if none are."""
+    valid = target != ignore
+    n = valid.sum()
+    loss = F.cross_entropy(logits, target.long(), ignore_index=ignore, reduction="sum")
+    return loss / n.clamp_min(1)
+
+
+def soft_ce(log_probs: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """H(q, p) = mean over pixels of -sum_c q_c log p_c, with q treated as a constant."""
+    return -(q * log_probs).sum(dim=1).mean()
+
+
+def dice_loss(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    """Soft Dice loss averaged over classes (background included), pooled over the batch."""
+    c = probs.shape[1]
+    onehot = F.one_hot(target.long(), c).movedim(-1, 1).to(probs.dtype)
+    dims = (0, *range(2, probs.dim()))
+    inter = (probs * onehot).sum(dims)
+    denom = (probs * probs).sum(dims) + onehot.sum(dims)
+    return (1 - (2 * inter + smooth) / (denom + smooth)).mean()
+
+
+def sigmoid_rampup(iteration: int, length: int) -> float:
+    """exp(-5 (1 - t/T)^2) for t < T, then 1 (Laine & Aila's ramp-up)."""
+    if length <= 0 or iteration >= length:
+        return 1.0
+    t = max(0.0, float(iteration)) / length
+    return math.exp(-5.0 * (1.0 - t) ** 2)

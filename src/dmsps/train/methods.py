@@ -1,0 +1,130 @@
+"""Training methods: each turns (model outputs, batch, iteration) into a loss.
+
+The training loop is shared; a method is chosen by name (``METHODS``). All methods use
+both decoders so that every method trains the same network and costs the same per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dmsps.train.losses import dice_loss, partial_ce, sigmoid_rampup, soft_ce
+
+
+@dataclass
+class Batch:
+    image: torch.Tensor  # (B, C_in, H, W) float
+    scribble: torch.Tensor  # (B, H, W) long, ignore = num_classes
+    label: torch.Tensor | None = None  # (B, H, W) dense labels, only for `full`
+
+
+@dataclass
+class MethodConfig:
+    ignore: int
+    pl_weight: float = 8.0
+    rampup: int = 100
+
+
+class Method:
+    """Base: subclasses implement ``loss``; ``needs_labels`` marks dense supervision."""
+
+    name = "base"
+    needs_labels = False
+
+    def __init__(self, cfg: MethodConfig) -> None:
+        self.cfg = cfg
+
+    def supervised(self, main: torch.Tensor, aux: torch.Tensor, target: torch.Tensor):
+        ig = self.cfg.ignore
+        return 0.5 * (partial_ce(main, target, ig) + partial_ce(aux, target, ig))
+
+    def loss(
+        self,
+        main: torch.Tensor,
+        aux: torch.Tensor,
+        batch: Batch,
+        iteration: int,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+        raise NotImplementedError
+
+
+class PCE(Method):
+    """Partial cross-entropy on scribbles only (the scribble-only baseline)."""
+
+    name = "pce"
+
+    def loss(self, main, aux, batch, iteration, generator=None):
+        sup = self.supervised(main, aux, batch.scribble)
+        return sup, {"sup": sup.detach()}
+
+
+def _mixed_pseudo_label(main, aux, generator):
+    """q = alpha p1 + (1 - alpha) p2 with one alpha ~ U(0, 1) per iteration, no gradient."""
+    alpha = torch.rand((), generator=generator).item()
+    with torch.no_grad():
+        q = alpha * torch.softmax(main.detach(), 1) + (1 - alpha) * torch.softmax(aux.detach(), 1)
+    return q, alpha
+
+
+class DMSPS(Method):
+    """pCE + lambda(t) * soft cross-entropy to the dynamically mixed soft pseudo-label."""
+
+    name = "dmsps"
+
+    def weight(self, iteration: int) -> float:
+        return self.cfg.pl_weight * sigmoid_rampup(iteration, self.cfg.rampup)
+
+    def loss(self, main, aux, batch, iteration, generator=None):
+        sup = self.supervised(main, aux, batch.scribble)
+        q, alpha = _mixed_pseudo_label(main, aux, generator)
+        pl = 0.5 * (soft_ce(F.log_softmax(main, 1), q) + soft_ce(F.log_softmax(aux, 1), q))
+        w = self.weight(iteration)
+        return sup + w * pl, {"sup": sup.detach(), "pl": pl.detach(), "w": w, "alpha": alpha}
+
+
+class DMPLS(Method):
+    """MICCAI 2022 predecessor: hard pseudo-label argmax(q) with a Dice loss, weight 0.5."""
+
+    name = "dmpls"
+
+    def loss(self, main, aux, batch, iteration, generator=None):
+        sup = self.supervised(main, aux, batch.scribble)
+        q, alpha = _mixed_pseudo_label(main, aux, generator)
+        hard = q.argmax(1)
+        pl = 0.5 * (
+            dice_loss(torch.softmax(main, 1), hard) + dice_loss(torch.softmax(aux, 1), hard)
+        )
+        w = self.cfg.pl_weight
+        return sup + w * pl, {"sup": sup.detach(), "pl": pl.detach(), "w": w, "alpha": alpha}
+
+
+class Full(Method):
+    """Dense supervision (upper bound): CE + Dice on both decoders."""
+
+    name = "full"
+    needs_labels = True
+
+    def loss(self, main, aux, batch, iteration, generator=None):
+        if batch.label is None:
+            raise ValueError("method 'full' needs dense labels")
+        y = batch.label
+        ce = 0.5 * (F.cross_entropy(main, y) + F.cross_entropy(aux, y))
+        dl = 0.5 * (dice_loss(torch.softmax(main, 1), y) + dice_loss(torch.softmax(aux, 1), y))
+        return 0.5 * (ce + dl), {"ce": ce.detach(), "dice": dl.detach()}
+
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (PCE, DMSPS, DMPLS, Full)}
+
+# Per-method default pseudo-label weight (the papers' settings).
+DEFAULT_PL_WEIGHT = {"dmsps": 8.0, "dmpls": 0.5, "pce": 0.0, "full": 0.0}
+
+
+def build_method(name: str, ignore: int, pl_weight: float | None = None, rampup: int = 100):
+    if name not in METHODS:
+        raise KeyError(name)
+    w = DEFAULT_PL_WEIGHT[name] if pl_weight is None else pl_weight
+    return METHODS[name](MethodConfig(ignore=ignore, pl_weight=w, rampup=rampup))

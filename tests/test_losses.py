@@ -1,0 +1,129 @@
+"""Loss terms checked against hand-computed values."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dmsps.train.losses import dice_loss, partial_ce, sigmoid_rampup, soft_ce
+from dmsps.train.methods import Batch, build_method
+
+IGN = 4
+
+
+def test_partial_ce_averages_over_annotated_pixels_only():
+    logits = torch.zeros(1, 4, 1, 3)
+    logits[0, 1, 0, 0] = math.log(3.0)  # pixel 0: p(class1) = 3 / 6 = 0.5
+    target = torch.tensor([[[1, IGN, IGN]]])
+    assert partial_ce(logits, target, IGN).item() == pytest.approx(-math.log(0.5))
+
+
+def test_ignored_pixels_contribute_nothing_not_even_gradient():
+    logits = torch.randn(2, 4, 5, 5, requires_grad=True)
+    target = torch.randint(0, 4, (2, 5, 5))
+    target[:, :, 2:] = IGN
+    partial_ce(logits, target, IGN).backward()
+    assert torch.all(logits.grad[:, :, :, 2:] == 0)
+    assert torch.any(logits.grad[:, :, :, :2] != 0)
+
+
+def test_partial_ce_with_no_annotation_is_zero():
+    logits = torch.randn(1, 4, 3, 3, requires_grad=True)
+    loss = partial_ce(logits, torch.full((1, 3, 3), IGN), IGN)
+    loss.backward()
+    assert loss.item() == 0.0
+
+
+def test_pce_with_full_scribble_equals_ordinary_ce():
+    torch.manual_seed(0)
+    main, aux = torch.randn(2, 4, 6, 6), torch.randn(2, 4, 6, 6)
+    y = torch.randint(0, 4, (2, 6, 6))
+    loss, _ = build_method("pce", IGN).loss(main, aux, Batch(torch.zeros(2, 1, 6, 6), y), 0)
+    expected = 0.5 * (F.cross_entropy(main, y) + F.cross_entropy(aux, y))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_soft_ce_closed_form():
+    p = torch.tensor([0.7, 0.2, 0.1]).view(1, 3, 1, 1)
+    q = torch.tensor([0.5, 0.25, 0.25]).view(1, 3, 1, 1)
+    expected = -(0.5 * math.log(0.7) + 0.25 * math.log(0.2) + 0.25 * math.log(0.1))
+    assert soft_ce(p.log(), q).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_rampup_values():
+    assert sigmoid_rampup(0, 100) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(50, 100) == pytest.approx(math.exp(-1.25))
+    assert sigmoid_rampup(100, 100) == 1.0
+    assert sigmoid_rampup(5000, 100) == 1.0
+    m = build_method("dmsps", IGN)
+    assert m.weight(0) == pytest.approx(8 * math.exp(-5))
+    assert m.weight(100) == 8.0
+
+
+def _dmsps_reference(main, aux, y, alpha, w):
+    """The DESIGN.md formula written out with explicit loops over decoders."""
+    sup = 0.5 * (
+        F.cross_entropy(main, y, ignore_index=IGN) + F.cross_entropy(aux, y, ignore_index=IGN)
+    )
+    q = alpha * main.softmax(1) + (1 - alpha) * aux.softmax(1)
+    h = [(-(q * F.log_softmax(o, 1)).sum(1)).mean() for o in (main, aux)]
+    return sup + w * 0.5 * (h[0] + h[1])
+
+
+def test_dmsps_loss_equals_closed_form_and_pseudo_label_has_no_gradient():
+    torch.manual_seed(1)
+    main = torch.randn(2, 4, 5, 5, requires_grad=True)
+    aux = torch.randn(2, 4, 5, 5, requires_grad=True)
+    y = torch.randint(0, 5, (2, 5, 5))
+    gen = torch.Generator().manual_seed(3)
+    alpha = torch.rand((), generator=torch.Generator().manual_seed(3)).item()
+    method = build_method("dmsps", IGN)
+    loss, terms = method.loss(main, aux, Batch(torch.zeros(2, 1, 5, 5), y), 100, gen)
+    assert terms["alpha"] == pytest.approx(alpha)
+    ref = _dmsps_reference(main, aux, y, alpha, 8.0)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    # Gradient: q must be a constant. Compare with the reference where q is detached.
+    g_ours = torch.autograd.grad(loss, (main, aux))
+    q = (alpha * main.softmax(1) + (1 - alpha) * aux.softmax(1)).detach()
+    sup = 0.5 * (
+        F.cross_entropy(main, y, ignore_index=IGN) + F.cross_entropy(aux, y, ignore_index=IGN)
+    )
+    ref_detached = sup + 8.0 * 0.5 * sum(
+        (-(q * F.log_softmax(o, 1)).sum(1)).mean() for o in (main, aux)
+    )
+    g_ref = torch.autograd.grad(ref_detached, (main, aux))
+    for a, b in zip(g_ours, g_ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    # ... and differs from letting gradient flow through q.
+    g_flow = torch.autograd.grad(_dmsps_reference(main, aux, y, alpha, 8.0), (main, aux))
+    assert not torch.allclose(g_ours[0], g_flow[0], atol=1e-4)
+
+
+def test_dice_loss_hand_case():
+    # two pixels, two classes; probs exactly one-hot and correct -> loss 0
+    target = torch.tensor([[[0, 1]]])
+    probs = F.one_hot(target, 2).movedim(-1, 1).float()
+    assert dice_loss(probs, target).item() == pytest.approx(0.0, abs=1e-6)
+    # uniform probs: per class inter = 0.5, denom = 0.5 + 1 -> dice = 1/1.5
+    uniform = torch.full((1, 2, 1, 2), 0.5)
+    assert dice_loss(uniform, target).item() == pytest.approx(1 - 1 / 1.5, rel=1e-4)
+
+
+def test_dmpls_uses_hard_label_dice_with_weight_half():
+    torch.manual_seed(2)
+    main, aux = torch.randn(1, 4, 4, 4), torch.randn(1, 4, 4, 4)
+    y = torch.full((1, 4, 4), IGN)
+    gen = torch.Generator().manual_seed(5)
+    alpha = torch.rand((), generator=torch.Generator().manual_seed(5)).item()
+    loss, _ = build_method("dmpls", IGN).loss(main, aux, Batch(main, y), 0, gen)
+    hard = (alpha * main.softmax(1) + (1 - alpha) * aux.softmax(1)).argmax(1)
+    expected = 0.5 * 0.5 * (dice_loss(main.softmax(1), hard) + dice_loss(aux.softmax(1), hard))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_full_needs_labels():
+    with pytest.raises(ValueError):
+        build_method("full", IGN).loss(
+            torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2), Batch(None, None, None), 0
+        )

@@ -1,0 +1,141 @@
+"""Training loop behaviour on a tiny dataset (a few iterations, seconds on a CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from dmsps.cli import main
+from dmsps.config import TrainConfig
+from dmsps.data.layout import Dataset
+from dmsps.errors import DmspsError
+from dmsps.train.checkpoint import load_checkpoint
+from dmsps.train.loop import Trainer
+
+SMALL = dict(
+    iterations=6,
+    batch_size=4,
+    patch_size=32,
+    val_interval=3,
+    log_interval=1,
+    features=[4, 8, 16, 32, 64],
+    device="cpu",
+    threads=1,
+)
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+@pytest.mark.parametrize("method", ["dmsps", "pce", "dmpls", "full"])
+def test_every_method_trains_and_writes_artefacts(tiny_dataset, tmp_path, method):
+    out = tmp_path / method
+    summary = Trainer(Dataset(tiny_dataset), TrainConfig(method=method, **SMALL), out, False).fit()
+    assert summary["status"] == "complete" and summary["iterations"] == 6
+    for name in (
+        "config.json",
+        "log.csv",
+        "final.json",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+    ):
+        assert (out / name).is_file(), name
+    rows = _rows(out / "log.csv")
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 7))
+    assert all(float(r["loss"]) == float(r["loss"]) for r in rows)  # no NaN
+    assert json.loads((out / "config.json").read_text())["method"] == method
+
+
+def test_resumed_run_reaches_same_weights_as_uninterrupted(tiny_dataset, tmp_path):
+    ds = Dataset(tiny_dataset)
+    Trainer(ds, TrainConfig(**SMALL), tmp_path / "a", False).fit()
+    stopped = Trainer(ds, TrainConfig(stop_at=3, **SMALL), tmp_path / "b", False).fit()
+    assert stopped["status"] == "stopped" and not (tmp_path / "b" / "final.json").exists()
+    with pytest.raises(DmspsError, match="--resume"):
+        Trainer(ds, TrainConfig(**SMALL), tmp_path / "b", False).fit(resume=False)
+    Trainer(ds, TrainConfig(**SMALL), tmp_path / "b", False).fit(resume=True)
+    wa, wb = (
+        _weights(tmp_path / "a/checkpoints/last.pt"),
+        _weights(tmp_path / "b/checkpoints/last.pt"),
+    )
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    rows = _rows(tmp_path / "b" / "log.csv")
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 7))
+
+
+def test_different_seeds_differ_and_same_seed_repeats(tiny_dataset, tmp_path):
+    ds = Dataset(tiny_dataset)
+    cfg = dict(SMALL, iterations=2, val_interval=2)
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        Trainer(ds, TrainConfig(seed=seed, **cfg), tmp_path / name, False).fit()
+    a, b, c = (_weights(tmp_path / f"{n}/checkpoints/last.pt") for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_checkpoint_carries_what_inference_needs(tiny_dataset, tmp_path):
+    Trainer(Dataset(tiny_dataset), TrainConfig(**SMALL), tmp_path / "r", False).fit()
+    meta = load_checkpoint(tmp_path / "r/checkpoints/best.pt")["meta"]
+    assert meta["class_names"] == ["background", "RV", "Myo", "LV"]
+    assert meta["patch_size"] == 32 and meta["normalisation"] == "zscore"
+    assert meta["model"]["in_channels"] == 1 and meta["model"]["num_classes"] == 4
+
+
+def test_init_from_starts_from_given_weights(tiny_dataset, tmp_path):
+    ds = Dataset(tiny_dataset)
+    Trainer(ds, TrainConfig(**SMALL), tmp_path / "s1", False).fit()
+    cfg = TrainConfig(
+        **dict(SMALL, iterations=1, val_interval=1),
+        optimizer="adam",
+        lr=0.0,
+        weight_decay=0.0,
+        init_from=str(tmp_path / "s1/checkpoints/best.pt"),
+    )
+    Trainer(ds, cfg, tmp_path / "s2", False).fit()
+    w1, w2 = (
+        _weights(tmp_path / "s1/checkpoints/best.pt"),
+        _weights(tmp_path / "s2/checkpoints/last.pt"),
+    )
+    # lr 0: the convolution weights are unchanged (BN running stats may move)
+    convs = [k for k in w1 if k.endswith("weight") and w1[k].dim() == 4]
+    assert convs and all(torch.equal(w1[k], w2[k]) for k in convs)
+
+
+def test_cli_train_and_bad_options(tiny_dataset, tmp_path, capsys):
+    args = [
+        "train",
+        str(tiny_dataset),
+        "--out",
+        str(tmp_path / "r"),
+        "--preset",
+        "demo",
+        "--iterations",
+        "2",
+        "--val-interval",
+        "2",
+        "--batch-size",
+        "2",
+        "--patch-size",
+        "32",
+        "--features",
+        "4,8,16,32,64",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    assert "best validation Dice" in capsys.readouterr().out
+    assert main([*args[:4], "--method", "magic", "--quiet"]) == 2
+    assert "unknown method 'magic'" in capsys.readouterr().err
+    assert main([*args[:4], "--iterations", "many"]) == 2
+    assert "bad value for iterations" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+    assert "dataset folder not found" in capsys.readouterr().err
