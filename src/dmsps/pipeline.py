@@ -68,7 +68,7 @@ def run_pipeline(
     dataset_dir: Path, out: Path, cfg: RunConfig, progress: bool = True, log=print
 ) -> dict:
     """Stage 1 -> expand -> stage 2 -> predict -> evaluate -> report."""
-    from dmsps.eval.metrics import evaluate_cases
+    from dmsps.eval.report import evaluate_folders
     from dmsps.expand import expand_dataset, format_summary
     from dmsps.predict import predict_folder
     from dmsps.report import write_report
@@ -129,18 +129,13 @@ def run_pipeline(
             device=cfg.stage1.device,
             progress=progress,
         )
-        labels = {c: ds.paths(c).label for c in cases}
-        missing = [c for c, p in labels.items() if p is None]
+        missing = [c for c in cases if ds.paths(c).label is None]
         if missing:
             raise DmspsError(
                 f"{ds.root}: no label for {split} case(s) {missing[:5]}; cannot evaluate"
             )
-        results[stage] = evaluate_cases(
-            {c: pred_dir / f"{c}.nii.gz" for c in cases},
-            labels,
-            out / "metrics" / stage,
-            ds.meta.class_names,
-            progress=progress,
+        results[stage] = evaluate_folders(
+            pred_dir, ds.root, out / "metrics" / stage, progress=progress
         )
         timings[f"predict+evaluate {stage}"] = time.perf_counter() - t
     write_report(out, ds, cases, results, {"stage1": s1, "stage2": s2}, exp, split)

@@ -60,21 +60,22 @@ def case_figure(panels: list[np.ndarray], path: Path, scale: int = 2) -> None:
         img.save(tmp, format="PNG")
 
 
+def _cell(stats: dict | None) -> str:
+    if not stats or stats.get("mean") is None:
+        return "<td>n/a</td>"
+    return f"<td>{stats['mean']:.3f} ± {stats['std']:.3f}</td>"
+
+
 def _table(summary: dict) -> str:
+    """HTML version of an evaluation summary (see dmsps.eval.metrics.summarise)."""
+    metrics = ("dice", "hd95", "asd")
     rows = []
-    for name, m in summary.get("classes", {}).items():
-        cells = "".join(
-            f"<td>{m[k]['mean']:.3f} ± {m[k]['std']:.3f}</td>" if k in m else "<td></td>"
-            for k in ("dice", "hd95", "asd")
-        )
-        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
-    mean = summary.get("mean_foreground", {})
+    for c in summary.get("classes", []):
+        cells = "".join(_cell(c.get(k)) for k in metrics)
+        rows.append(f"<tr><th>{html.escape(str(c['name']))}</th>{cells}</tr>")
+    mean = summary.get("foreground_mean")
     if mean:
-        cells = "".join(
-            f"<td><b>{mean[k]['mean']:.3f}</b></td>" if k in mean else "<td></td>"
-            for k in ("dice", "hd95", "asd")
-        )
-        rows.append(f"<tr><th>mean</th>{cells}</tr>")
+        rows.append(f"<tr><th>mean (fg)</th>{''.join(_cell(mean.get(k)) for k in metrics)}</tr>")
     head = "<tr><th>class</th><th>Dice</th><th>HD95 (mm)</th><th>ASD (mm)</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
 

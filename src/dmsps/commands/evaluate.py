@@ -1,4 +1,4 @@
-"""`dmsps evaluate` (not implemented yet)."""
+"""`dmsps evaluate PRED GT`: Dice, HD95 and ASD per class, written as CSV and JSON."""
 
 from __future__ import annotations
 
@@ -7,12 +7,88 @@ import argparse
 from dmsps.errors import DmspsError
 
 NAME = "evaluate"
-HELP = "(not implemented yet)"
+HELP = "score predicted segmentations against ground truth (Dice, HD95, ASD)"
+DESCRIPTION = """\
+Score a folder of predicted label maps against the ground truth, per foreground class.
+
+PRED and GT are folders of NIfTI label maps matched by file name (<case>.nii.gz or .nii).
+GT may also be a dataset folder (dmsps layout): its labelsTs/ and labelsTr/ are used, and
+dataset.json gives the number of classes and their names. The spacing comes from GT; a
+prediction must have the same shape as its ground truth.
+
+Metrics (the conventions of MONAI's compute_hausdorff_distance / average surface distance):
+  Dice  2|P∩G| / (|P| + |G|)
+  HD95  max of the two directed 95th percentiles of surface-to-surface distances, in mm
+  ASD   mean of all surface distances pred->gt and gt->pred together, in mm
+  A surface voxel is a mask voxel with a face neighbour outside the mask (or the image).
+
+Empty masks:
+  both prediction and ground truth empty  ->  Dice 1, HD95 0, ASD 0
+  exactly one of them empty               ->  Dice 0, HD95 and ASD undefined (nan): left
+                                              out of the means and counted as 'undefined'
+
+Writes metrics.csv (case, class, dice, hd95, asd), summary.csv and summary.json (mean ±
+std over cases per class, and of the per-case mean over foreground classes) into --out,
+default PRED/../<PRED name>_metrics, and prints the summary table.
+
+examples:
+  dmsps evaluate predictions/ labels/
+  dmsps evaluate predictions/ datasets/cardiac --out results/cardiac
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("pred", metavar="PRED", help="folder of predicted label maps")
+    parser.add_argument(
+        "gt", metavar="GT", help="folder of ground-truth label maps, or a dataset folder"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder for metrics.csv, summary.csv, summary.json "
+        "(default: PRED/../<PRED name>_metrics)",
+    )
+    parser.add_argument(
+        "--classes",
+        type=int,
+        metavar="N",
+        help="number of classes including background (default: from GT's dataset.json, "
+        "else the highest ground-truth label + 1)",
+    )
+    parser.add_argument(
+        "--class-names",
+        metavar="A,B,C",
+        help="comma-separated names for label values 0..N-1 (background first), "
+        "or for the foreground classes 1..N-1 only",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="warn about predictions without ground truth (and vice versa) instead of failing",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise DmspsError("not implemented yet")
+    from dmsps.eval.report import default_out_dir, evaluate_folders, format_table
+
+    names = None
+    if args.class_names is not None:
+        names = [n.strip() for n in args.class_names.split(",")]
+        if not all(names):
+            raise DmspsError(f"--class-names {args.class_names!r} has an empty name")
+    if args.classes is not None and args.classes < 2:
+        raise DmspsError(
+            f"--classes must be at least 2 (background and one class), got {args.classes}"
+        )
+    out = args.out if args.out is not None else default_out_dir(args.pred)
+    summary = evaluate_folders(
+        args.pred,
+        args.gt,
+        out,
+        class_names=names,
+        num_classes=args.classes,
+        allow_missing=args.allow_missing,
+    )
+    print(format_table(summary))
+    print(f"wrote metrics.csv, summary.csv and summary.json to {out}")
+    return 0
