@@ -69,6 +69,9 @@ class RunConfig:
         )
     )
     eval_split: str = "auto"  # auto: test if it has cases with labels, else val
+    # Which stage checkpoint expansion, stage-2 init and prediction use: "best" (highest
+    # validation Dice, the paper's choice) or "last" (no selection on the validation set).
+    checkpoint: str = "best"
 
     def to_dict(self) -> dict:
         return asdict(self)

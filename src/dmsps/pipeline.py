@@ -86,7 +86,10 @@ def run_pipeline(
     t = step("stage 1: training on scribbles")
     s1 = Trainer(ds, cfg.stage1, out / "stage1", progress).fit(resume=True)
     timings["stage1"] = time.perf_counter() - t
-    best1 = out / "stage1" / "checkpoints" / "best.pt"
+    if cfg.checkpoint not in ("best", "last"):
+        raise DmspsError(f"checkpoint must be 'best' or 'last', not '{cfg.checkpoint}'")
+    ckpt_name = f"{cfg.checkpoint}.pt"
+    best1 = out / "stage1" / "checkpoints" / ckpt_name
 
     seeds = out / "expand" / "seeds"
     t = step("expanding scribbles with confident stage-1 predictions")
@@ -121,7 +124,7 @@ def run_pipeline(
         t = step(f"predicting the {split} split with {stage}")
         pred_dir = out / "predictions" / stage
         predict_folder(
-            out / stage / "checkpoints" / "best.pt",
+            out / stage / "checkpoints" / ckpt_name,
             ds.root,
             pred_dir,
             uncertainty=True,

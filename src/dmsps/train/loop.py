@@ -71,6 +71,8 @@ class Trainer:
         self.ds, self.cfg, self.out, self.progress = dataset, cfg, Path(out), progress
         self.device = resolve_device(cfg.device)
         self.amp = resolve_amp(cfg.amp, self.device)
+        # fp16 needs loss scaling against underflow; bf16 and fp32 do not.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         meta = dataset.meta
@@ -143,6 +145,8 @@ class Trainer:
             ck = load_checkpoint(self.last_path)
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
+            if ck.get("scaler"):
+                self.scaler.load_state_dict(ck["scaler"])
             start, best = ck["iteration"], ck["best"]
             torch.set_rng_state(ck["rng"]["torch"])
             gen.set_state(ck["rng"]["data"])
@@ -281,8 +285,9 @@ class Trainer:
             main.float(), aux.float(), Batch(image, scrib, label), it, generator=gen
         )
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
         terms["loss"] = loss.detach()
         return terms
 
@@ -312,6 +317,7 @@ class Trainer:
     def _save_last(self, model, opt, gen: torch.Generator, it: int, best: dict) -> None:
         payload = self._payload(model, it, best)
         payload["optimizer"] = opt.state_dict()
+        payload["scaler"] = self.scaler.state_dict()
         payload["rng"] = {
             "torch": torch.get_rng_state(),
             "data": gen.get_state(),
