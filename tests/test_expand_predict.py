@@ -1,0 +1,146 @@
+"""Scribble expansion, prediction geometry, and the resumable pipeline."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from dmsps.cli import main
+from dmsps.config import apply_overrides, preset
+from dmsps.errors import DmspsError
+from dmsps.expand import expand_case, largest_component_per_class
+from dmsps.infer import normalised_entropy
+from dmsps.pipeline import run_pipeline
+
+IGN = 4
+
+
+def test_normalised_entropy_bounds():
+    uniform = torch.full((4, 2, 2), 0.25)
+    onehot = torch.zeros(4, 2, 2)
+    onehot[1] = 1
+    assert torch.allclose(normalised_entropy(uniform), torch.ones(2, 2))
+    assert torch.allclose(normalised_entropy(onehot), torch.zeros(2, 2), atol=1e-6)
+    p = torch.tensor([0.5, 0.5, 0.0, 0.0]).view(4, 1, 1)
+    assert normalised_entropy(p).item() == pytest.approx(math.log(2) / math.log(4))
+
+
+def test_expansion_keeps_confident_largest_components_and_scribbles():
+    # one slice 1x6x6; class 1 confident in two blobs (sizes 4 and 1); rest uncertain
+    probs = torch.full((4, 1, 6, 6), 0.25)
+    conf = torch.tensor([0.0, 1.0, 0.0, 0.0]).view(4, 1)
+    for y, x in [(0, 0), (0, 1), (1, 0), (1, 1), (4, 4)]:
+        probs[:, 0, y, x] = conf[:, 0]
+    scribble = np.full((1, 6, 6), IGN, np.int16)
+    scribble[0, 5, 0] = 3  # an uncertain pixel that is scribbled stays annotated
+    scribble[0, 4, 4] = 2  # the scribble wins over the model where both exist
+    seeds = expand_case(probs, scribble, threshold=0.1, ignore=IGN, keep_largest=True)
+    assert (seeds[0, :2, :2] == 1).all()  # the large confident blob
+    assert seeds[0, 4, 4] == 2  # small blob removed, scribble kept
+    assert seeds[0, 5, 0] == 3
+    assert (seeds == IGN).sum() == 36 - 4 - 2
+
+
+def test_largest_component_is_per_slice_and_class():
+    seeds = np.full((2, 5, 5), IGN, np.int16)
+    seeds[0, 0, 0] = 1
+    seeds[0, 2:4, 2:4] = 1
+    seeds[1, 0, 0] = 1  # alone in its slice: kept
+    out = largest_component_per_class(seeds, 4, IGN)
+    assert out[0, 0, 0] == IGN and (out[0, 2:4, 2:4] == 1).all() and out[1, 0, 0] == 1
+
+
+def _tiny_cfg(tmp_iters: int = 4):
+    return apply_overrides(
+        preset("demo"),
+        [
+            f"stage1.iterations={tmp_iters}",
+            "stage1.val_interval=2",
+            "stage1.patch_size=32",
+            "stage1.batch_size=4",
+            "stage1.features=4,8,16,32,64",
+            "stage1.device=cpu",
+            "stage2.iterations=2",
+            "stage2.val_interval=1",
+            "stage2.patch_size=32",
+            "stage2.batch_size=4",
+            "stage2.features=4,8,16,32,64",
+            "stage2.device=cpu",
+        ],
+    )
+
+
+def test_pipeline_end_to_end_resumes_and_keeps_geometry(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    result = run_pipeline(tiny_dataset, out, _tiny_cfg(), progress=False, log=lambda *a: None)
+    assert result["split"] == "test"
+    for stage in ("stage1", "stage2"):
+        summ = json.loads((out / "metrics" / stage / "summary.json").read_text())
+        assert summ["cases"] == 2 and 0.0 <= summ["foreground_mean"]["dice"]["mean"] <= 1.0
+    pred = nib.load(out / "predictions/stage2/case006.nii.gz")
+    src = nib.load(tiny_dataset / "imagesTs/case006_0000.nii.gz")
+    assert np.allclose(pred.affine, src.affine) and pred.shape == src.shape
+    unc = np.asarray(nib.load(out / "predictions/stage2/uncertainty/case006.nii.gz").dataobj)
+    assert unc.min() >= 0 and unc.max() <= 1
+    assert (out / "expand/seeds/expand_summary.json").is_file()
+    assert (out / "report/index.html").is_file()
+    # Stage 2 started from stage-1 weights and trained on the expanded seeds.
+    s2 = json.loads((out / "stage2/config.json").read_text())
+    assert s2["init_from"].endswith("stage1/checkpoints/best.pt")
+    assert s2["scribble_dir"].endswith("expand/seeds")
+    # Rerun: every step is complete, nothing is retrained.
+    mtime = (out / "stage1/checkpoints/best.pt").stat().st_mtime_ns
+    run_pipeline(tiny_dataset, out, _tiny_cfg(), progress=False, log=lambda *a: None)
+    assert (out / "stage1/checkpoints/best.pt").stat().st_mtime_ns == mtime
+    # Other settings in the same folder are refused rather than mixed.
+    with pytest.raises(DmspsError, match="different settings"):
+        run_pipeline(tiny_dataset, out, _tiny_cfg(6), progress=False, log=lambda *a: None)
+
+
+def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys):
+    from dmsps.config import TrainConfig
+    from dmsps.data.layout import Dataset
+    from dmsps.train.loop import Trainer
+
+    cfg = TrainConfig(
+        iterations=2,
+        batch_size=2,
+        patch_size=32,
+        val_interval=2,
+        features=[4, 8, 16, 32, 64],
+        device="cpu",
+    )
+    Trainer(Dataset(tiny_dataset), cfg, tmp_path / "r", False).fit()
+    ckpt = str(tmp_path / "r/checkpoints/best.pt")
+    src = tiny_dataset / "imagesTs"
+    assert (
+        main(["predict", ckpt, str(src), str(tmp_path / "pred"), "--uncertainty", "--quiet"]) == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "pred").glob("*.nii.gz")) == [
+        "case006.nii.gz",
+        "case007.nii.gz",
+    ]
+    assert (tmp_path / "pred/uncertainty/case006.nii.gz").is_file()
+    # never into the input folder
+    assert main(["predict", ckpt, str(src), str(src / "out"), "--quiet"]) == 2
+    assert "refusing to write into the input folder" in capsys.readouterr().err
+    # NaN input is named
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    img = nib.load(src / "case006_0000.nii.gz")
+    data = np.asarray(img.dataobj).astype(np.float32)
+    data[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, img.affine), bad / "nan_0000.nii.gz")
+    assert main(["predict", ckpt, str(bad), str(tmp_path / "p2"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "nan_0000.nii.gz" in err and "NaN" in err
+    # not a checkpoint
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert main(["predict", str(junk), str(src), str(tmp_path / "p3"), "--quiet"]) == 2
+    assert "junk.pt" in capsys.readouterr().err
