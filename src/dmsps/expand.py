@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from dmsps.data.layout import Dataset
 from dmsps.data.normalize import normalise
-from dmsps.infer import normalised_entropy, predict_volume
+from dmsps.infer import labels, normalised_entropy, predict_volume
 from dmsps.io.atomic import write_json
 from dmsps.io.nifti import save_volume
 from dmsps.train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -45,7 +45,7 @@ def expand_case(
 ) -> np.ndarray:
     num_classes = probs.shape[0]
     u = normalised_entropy(probs).numpy()
-    seeds = np.where(u < threshold, probs.argmax(0).numpy(), ignore).astype(np.int16)
+    seeds = np.where(u < threshold, labels(probs).numpy(), ignore).astype(np.int16)
     if keep_largest:
         seeds = largest_component_per_class(seeds, num_classes, ignore)
     annotated = scribble != ignore

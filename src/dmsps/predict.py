@@ -11,7 +11,7 @@ from tqdm import tqdm
 from dmsps.data.layout import Dataset
 from dmsps.data.normalize import normalise
 from dmsps.errors import DataError, DmspsError
-from dmsps.infer import normalised_entropy, predict_volume
+from dmsps.infer import labels, normalised_entropy, predict_volume
 from dmsps.io.nifti import NIFTI_ENDINGS, is_nifti, load_volume, save_volume, strip_ending
 from dmsps.train.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -117,6 +117,6 @@ def predict_folder(
             save_volume(unc_target, normalised_entropy(mean).numpy(), geom, np.float32)
         else:
             main = predict_volume(model, image, size, dev, amp_dtype=amp)
-        save_volume(target, main.argmax(0).numpy(), geom, np.uint8)
+        save_volume(target, labels(main).numpy(), geom, np.uint8)
         written.append(target)
     return written

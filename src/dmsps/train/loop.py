@@ -20,11 +20,12 @@ from tqdm import tqdm
 from dmsps.config import TrainConfig
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
-from dmsps.infer import dice_per_class, predict_volume
+from dmsps.infer import dice_per_class, labels, predict_volume
 from dmsps.io.atomic import write_json
 from dmsps.models.unet import DualDecoderNet, ModelConfig, count_parameters
 from dmsps.train.augment import augment_batch
 from dmsps.train.checkpoint import load_checkpoint, save_checkpoint
+from dmsps.train.cpu import tune_glibc_malloc
 from dmsps.train.data import SliceStore, Volume, load_slices, load_volumes
 from dmsps.train.methods import METHODS, Batch, build_method
 
@@ -75,6 +76,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+        if self.device.type == "cpu":
+            tune_glibc_malloc()
         meta = dataset.meta
         self.num_classes, self.ignore = meta.num_classes, meta.ignore_value
         self.model_cfg = ModelConfig(
@@ -302,7 +305,7 @@ class Trainer:
                 amp_dtype=self.amp,
                 channels_last=self.cfg.channels_last,
             )
-            pred = probs.argmax(0).numpy()
+            pred = labels(probs).numpy()
             scores.append(np.mean(dice_per_class(pred, v.label, self.num_classes)))
         return float(np.mean(scores))
 
