@@ -139,3 +139,14 @@ def test_cli_train_and_bad_options(tiny_dataset, tmp_path, capsys):
     assert "bad value for iterations" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
+
+
+def test_early_stopping_after_patience_without_improvement(tiny_dataset, tmp_path, monkeypatch):
+    scores = iter([0.5, 0.6, 0.55, 0.58, 0.59, 0.9, 0.9, 0.9])
+    monkeypatch.setattr(Trainer, "_validate", lambda self, model, volumes: next(scores))
+    cfg = TrainConfig(**dict(SMALL, iterations=8, val_interval=1), patience=3)
+    summary = Trainer(Dataset(tiny_dataset), cfg, tmp_path / "r", False).fit()
+    # best 0.6 at iteration 2; iterations 3, 4, 5 bring nothing better -> stop at 5
+    assert summary["status"] == "early-stopped"
+    assert summary["iterations"] == 5 and summary["best_iteration"] == 2
+    assert summary["best_val_dice"] == 0.6
