@@ -188,6 +188,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def add_set_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable ``--set SECTION.FIELD=VALUE`` option of pipeline commands."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help=help,
+    )
+
+
 def train_overrides(args: argparse.Namespace) -> list[str]:
     out = []
     for f in fields(TrainConfig):

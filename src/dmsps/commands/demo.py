@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from dmsps.config import add_set_argument
+
 NAME = "demo"
 HELP = "synthetic data -> DMSPS stage 1 -> expansion -> stage 2 -> evaluation, in minutes"
 DESCRIPTION = """Show the whole workflow with no data and no GPU.
@@ -22,14 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", type=int, default=40, help="synthetic volumes to make")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a demo setting, e.g. --set stage1.iterations=200",
-    )
+    add_set_argument(parser, "override a demo setting, e.g. --set stage1.iterations=200")
     parser.add_argument("--quiet", action="store_true")
 
 

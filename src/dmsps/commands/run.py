@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dmsps.config import add_set_argument
+
 NAME = "run"
 HELP = "stage 1 -> expand -> stage 2 -> predict -> evaluate -> report, resumable"
 DESCRIPTION = """Run the DMSPS paper's pipeline on a dataset into one run folder.
@@ -20,14 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--preset", default="acdc", help="demo | acdc | acdc-paper")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a setting (sections: stage1, stage2, expand; or eval_split)",
-    )
+    add_set_argument(parser, "override a setting (sections: stage1, stage2, expand; or eval_split)")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (both stages)")
     parser.add_argument("--seed", type=int, default=None, help="seed for both stages")
     parser.add_argument("--quiet", action="store_true")

@@ -43,24 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dmsps.data.layout import SPLITS, DatasetMeta, DatasetWriter, cardiac_meta
+from dmsps.data.layout import LAYOUT_ENTRIES, SPLITS, DatasetMeta, DatasetWriter, cardiac_meta
 from dmsps.errors import DataError, DmspsError
 from dmsps.io.nifti import NIFTI_ENDINGS, Geometry, load_volume, strip_ending
 
 #: ACDC through-plane x in-plane spacing assumed for the HDF5 volumes, in mm (sz, sy, sx).
 ACDC_H5_SPACING = (10.0, 1.5, 1.5)
-
-#: What an importer may create in OUT; ``--overwrite`` removes exactly these.
-LAYOUT_ENTRIES = (
-    "dataset.json",
-    "splits.json",
-    "imagesTr",
-    "labelsTr",
-    "scribblesTr",
-    "imagesTs",
-    "labelsTs",
-    "scribblesTs",
-)
 
 LABEL_SUFFIXES = ("_gt", "_label", "_seg")
 SCRIBBLE_SUFFIXES = ("_scribble",)

@@ -28,6 +28,20 @@ from dmsps.io.nifti import Geometry, load_volume, save_volume
 
 SPLITS = ("train", "val", "test")
 
+#: Everything a dataset folder of ours may hold, dataset.json first: tools that replace a
+#: dataset (``--overwrite``) remove exactly these, and an interrupted removal leaves a
+#: folder without dataset.json, i.e. marked incomplete.
+LAYOUT_ENTRIES = (
+    "dataset.json",
+    "splits.json",
+    "imagesTr",
+    "labelsTr",
+    "scribblesTr",
+    "imagesTs",
+    "labelsTs",
+    "scribblesTs",
+)
+
 
 @dataclass(frozen=True)
 class CasePaths:

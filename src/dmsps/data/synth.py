@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from tqdm import tqdm
 
-from dmsps.data.layout import DatasetWriter, cardiac_meta
+from dmsps.data.layout import LAYOUT_ENTRIES, DatasetWriter, cardiac_meta
 from dmsps.data.scribble import simulate_scribble
 from dmsps.errors import DmspsError
 from dmsps.io.nifti import Geometry
@@ -28,16 +28,6 @@ from dmsps.io.nifti import Geometry
 NUM_CLASSES = 4
 #: In-plane spacing at 96 px; other sizes rescale it so the anatomy keeps its size in mm.
 BASE_SPACING = (8.0, 1.5, 1.5)
-#: Entries a dataset folder may hold; only these are removed by ``overwrite``.
-LAYOUT_ENTRIES = {
-    "dataset.json",
-    "splits.json",
-    "imagesTr",
-    "labelsTr",
-    "scribblesTr",
-    "imagesTs",
-    "labelsTs",
-}
 #: Seeds of different cases are this far apart, so a case never depends on ``cases``.
 CASE_SEED_STRIDE = 100003
 
