@@ -58,7 +58,7 @@ def run_one(exp: dict, args: argparse.Namespace) -> dict:
     name = f"{exp['method']}-s{exp['seed']}"
     run = args.work / "runs" / name
     log = run / "commands.log"
-    data = str(args.work / "dataset")
+    data = str(args.dataset)
     common = ["--device", args.device, "--quiet"]
     t0 = time.perf_counter()
     sets = [f"--set={s}" for s in args.set]
@@ -160,6 +160,7 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"Preset `{args.preset}`, checkpoint `{args.checkpoint}`, device `{args.device}`; "
         "Dice on the 30 ACDC validation volumes; HD95 in mm assuming 1.5 x 1.5 x 10 mm voxels.",
+        f"Overrides: {' '.join(args.set) or 'none'}.",
         "",
         "| method | seed | RV | Myo | LV | mean Dice | mean HD95 (mm) | train min | iterations |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -204,13 +205,24 @@ def main() -> None:
         "--source", type=Path, default=Path("../shared/data/acdc"), help="ACDC HDF5 folder"
     )
     p.add_argument("--work", type=Path, default=Path("bench-out/acdc"), help="output folder")
+    p.add_argument(
+        "--dataset",
+        type=Path,
+        help="an already imported dataset to use (default: import into WORK/dataset)",
+    )
     p.add_argument("--preset", default="acdc", help="acdc (CPU budget) or acdc-paper")
     p.add_argument(
         "--paper", action="store_true", help="the paper's setting (= --preset acdc-paper)"
     )
     p.add_argument("--methods", nargs="+", default=["pce", "dmsps", "full"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--stage2-seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument(
+        "--stage2-seeds",
+        nargs="*",
+        type=int,
+        default=[0, 1],
+        help="dmsps seeds that also run expansion + stage 2 (none: stage 1 only)",
+    )
     p.add_argument("--checkpoint", default="last", choices=("last", "best"))
     p.add_argument("--device", default="auto")
     p.add_argument("--parallel", type=int, default=1, help="experiments at once")
@@ -221,7 +233,7 @@ def main() -> None:
     if args.paper:
         args.preset = "acdc-paper"
     args.work.mkdir(parents=True, exist_ok=True)
-    dataset = args.work / "dataset"
+    args.dataset = dataset = args.dataset or args.work / "dataset"
     if not (dataset / "dataset.json").is_file():
         rc = _sh(
             [*DMSPS, "import", "acdc-h5", str(args.source), str(dataset), "--overwrite"],

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # One prepared session on a lent GPU machine (see docs/results.md). In order:
-#   1. ACDC at the CPU-budget preset: pce x2 seeds, dmsps (stage 1 + 2) x2, full x1,
-#      all at once on the one GPU (each run is small and launch-bound);
-#   2. benchmarks/speed.py on the GPU (images/s, % of bf16 peak);
-#   3. the paper's setting (256x256, batch 24) for the time left, stopped with SIGINT
-#      (saves last.pt) — reports images/s and the validation Dice reached.
-# Everything small lands in $OUT. Needs .acdc/acdc_u8.npz.xz (benchmarks/acdc_pack.py)
-# and, where nibabel is missing, its wheel in .whl/.
-# SMOKE=1 runs the same steps on a fake tiny dataset on the CPU (to test this script).
+#   1. ACDC, all at once on the one GPU (each run is small and launch-bound; fp32 like
+#      the CPU path, amp=none), one thread per process:
+#        m128: the CPU-budget preset (128x128, 3000 + 2000 its): pce x2, dmsps (stage 1 +
+#              stage 2) x2, full x1;
+#        m192: the same matrix at 192x192 with 2000 + 2000 its (a candidate preset);
+#        lr03: dmsps stage 1 at the preset with SGD lr 0.03 (the demo's rate);
+#   2. benchmarks/speed.py on the GPU (images/s, % of dense bf16 peak), GPU to itself;
+#   3. the paper's setting (256x256, batch 24, bf16) for the time left, GPU to itself,
+#      stopped with SIGINT (saves last.pt): images/s and the validation Dice reached.
+# Everything lands in $OUT as few files (the device tool returns at most 8).
+# Needs .acdc/acdc_u8.npz.xz (benchmarks/acdc_pack.py) and, where nibabel is missing
+# there, its wheel in .whl/. SMOKE=1 runs the same steps on a fake tiny dataset on the
+# CPU (to test this script).
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-bench-out/gpu}
@@ -15,52 +20,85 @@ mkdir -p "$OUT"
 DEVICE=${DEVICE:-cuda}
 BUDGET_S=${BUDGET_S:-330}
 SPEED_S=${SPEED_S:-100}
-PAPER_S=${PAPER_S:-100}
+PAPER_S=${PAPER_S:-90}
 if [ -d .whl ] && ! python3 -c "import nibabel" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-}
 W=/tmp/dmsps-gpu
-rm -rf "$W"; mkdir -p "$W"
+rm -rf "$W"; mkdir -p "$W/logs"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-  nproc; } > "$OUT/machine.txt" 2>&1
-cat "$OUT/machine.txt"
+  nproc; } > "$W/logs/machine.txt" 2>&1
+cat "$W/logs/machine.txt"
 
 if [ "${SMOKE:-0}" = 1 ]; then
   SRC=${SMOKE_SRC:-/tmp/fake_acdc}
-  EXTRA=(--set stage1.iterations=6 --set stage2.iterations=4 --set stage1.val_interval=3
-         --set stage2.val_interval=2 --set stage1.patch_size=32 --set stage2.patch_size=32)
+  TINY=(--set stage1.iterations=6 --set stage2.iterations=4 --set stage1.val_interval=3
+        --set stage2.val_interval=2)
+  P128=(--set stage1.patch_size=32 --set stage2.patch_size=32)
+  P192=(--set stage1.patch_size=48 --set stage2.patch_size=48)
   PAPER_EXTRA=(--iterations 8 --val-interval 4 --patch-size 32 --batch-size 4)
   SPEED_EXTRA=(--quick)
 else
   SRC=$W/acdc_h5
   python3 benchmarks/acdc_pack.py unpack .acdc/acdc_u8.npz.xz "$SRC"
-  EXTRA=()
+  TINY=()
+  P128=()
+  P192=(--set stage1.patch_size=192 --set stage2.patch_size=192
+        --set stage1.iterations=2000)
   PAPER_EXTRA=()
-  SPEED_EXTRA=()
+  SPEED_EXTRA=(--rounds 3)
 fi
+FP32=(--set stage1.amp=none --set stage2.amp=none)
 
-echo "== 1. ACDC, CPU-budget preset, all methods at once ($(date +%T))"
-timeout "$BUDGET_S" python3 benchmarks/acdc.py --source "$SRC" --work "$W/acdc" \
-  --device "$DEVICE" --parallel 5 "${EXTRA[@]}" > "$OUT/acdc.log" 2>&1
-echo "acdc.py exit $?"
-tail -25 "$OUT/acdc.log"
+echo "== 0. import ($(date +%T))"
+python3 -m dmsps.cli import acdc-h5 "$SRC" "$W/dataset" > "$W/logs/import.log" 2>&1 \
+  || { cat "$W/logs/import.log"; exit 1; }
+
+echo "== 1. ACDC matrices at once ($(date +%T))"
+bench() {  # name, then acdc.py arguments
+  local name=$1; shift
+  OMP_NUM_THREADS=1 timeout "$BUDGET_S" python3 benchmarks/acdc.py --source "$SRC" \
+    --dataset "$W/dataset" --work "$W/$name" --device "$DEVICE" "$@" \
+    > "$W/logs/acdc_$name.log" 2>&1
+  echo "acdc.py $name exit $? ($(date +%T))"
+}
+bench m128 --parallel 5 "${FP32[@]}" "${TINY[@]}" "${P128[@]}" &
+bench m192 --parallel 5 "${FP32[@]}" "${TINY[@]}" "${P192[@]}" &
+bench lr03 --methods dmsps --seeds 0 --stage2-seeds "${FP32[@]}" "${TINY[@]}" "${P128[@]}" \
+  --set stage1.lr=0.03 &
+wait
+# timeout stops acdc.py but not the dmsps commands it started: stop them before timing.
+pkill -f "dmsps.cli" && sleep 2
+for name in m128 m192 lr03; do
+  echo "-- $name"
+  tail -22 "$W/logs/acdc_$name.log"
+  for f in "$W/$name"/runs/*/commands.log; do  # a failed run: show its error
+    grep -q "Traceback\|error" "$f" 2>/dev/null && { echo "[$f]"; tail -15 "$f"; }
+  done
+done
 
 echo "== 2. speed benchmark ($(date +%T))"
 timeout "$SPEED_S" python3 benchmarks/speed.py --device "$DEVICE" --out "$OUT/speed_gpu.json" \
-  "${SPEED_EXTRA[@]}" > "$OUT/speed.log" 2>&1
+  "${SPEED_EXTRA[@]}" > "$W/logs/speed.log" 2>&1
 echo "speed.py exit $?"
-tail -30 "$OUT/speed.log"
+tail -30 "$W/logs/speed.log"
 
 echo "== 3. paper setting for ${PAPER_S}s ($(date +%T))"
-timeout -s INT "$PAPER_S" python3 -m dmsps.cli train "$W/acdc/dataset" --preset acdc-paper \
-  --out "$W/paper" --device "$DEVICE" --quiet "${PAPER_EXTRA[@]}" > "$OUT/paper.log" 2>&1
+timeout -s INT "$PAPER_S" python3 -m dmsps.cli train "$W/dataset" --preset acdc-paper \
+  --out "$W/paper" --device "$DEVICE" --quiet "${PAPER_EXTRA[@]}" > "$W/logs/paper.log" 2>&1
 echo "paper exit $?"
-cp "$W/paper/log.csv" "$OUT/paper_log.csv" 2>/dev/null
-tail -5 "$OUT/paper_log.csv" 2>/dev/null
+tail -3 "$W/logs/paper.log"
+cp "$W/paper/log.csv" "$W/logs/paper_log.csv" 2>/dev/null
+grep -v '^$' "$W/paper/log.csv" 2>/dev/null | awk -F, 'NR==1 || /,0\.[0-9]/' | tail -8
 
-cp "$W/acdc/results.json" "$W/acdc/results.md" "$OUT/" 2>/dev/null
-tar czf "$OUT/runs.tgz" -C "$W/acdc" --exclude='*.pt' --exclude='*.nii.gz' --exclude='*.png' runs 2>/dev/null
+for name in m128 m192 lr03; do
+  cp "$W/$name/results.json" "$W/logs/results_$name.json" 2>/dev/null
+  cp "$W/$name/results.md" "$W/logs/results_$name.md" 2>/dev/null
+done
+tar czf "$OUT/session.tgz" -C "$W" --exclude='*.pt' --exclude='*.nii.gz' --exclude='*.png' \
+  --exclude='*.npy' --exclude='dataset' --exclude='acdc_h5' logs m128 m192 lr03 paper 2>/dev/null
+cat "$W"/logs/results_*.md 2>/dev/null
 ls -la "$OUT"
