@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
 # One prepared session on a lent GPU machine (see docs/results.md). In order:
-#   1. ACDC, all at once on the one GPU (each run is small and launch-bound; fp32 like
-#      the CPU path, amp=none), one thread per process:
-#        m128: the CPU-budget preset (128x128, 3000 + 2000 its): pce x2, dmsps (stage 1 +
-#              stage 2) x2, full x1;
-#        m192: the same matrix at 192x192 with 2000 + 2000 its (a candidate preset);
-#        lr03: dmsps stage 1 at the preset with SGD lr 0.03 (the demo's rate);
+#   1. ACDC method matrix at the CPU-budget preset `acdc`: pce x2, dmsps (stage 1 +
+#      stage 2) x2, full x1, all at once on the one GPU (each run is small and
+#      launch-bound), fp32 like the CPU path (amp=none), one CPU thread per process;
 #   2. benchmarks/speed.py on the GPU (images/s, % of dense bf16 peak), GPU to itself;
 #   3. the paper's setting (256x256, batch 24, bf16) for the time left, GPU to itself,
 #      stopped with SIGINT (saves last.pt): images/s and the validation Dice reached.
@@ -13,6 +10,8 @@
 # Needs .acdc/acdc_u8.npz.xz (benchmarks/acdc_pack.py) and, where nibabel is missing
 # there, its wheel in .whl/. SMOKE=1 runs the same steps on a fake tiny dataset on the
 # CPU (to test this script).
+# History: commit d4cd1da's version ran three matrices at once on an H200 (the preset of
+# then, a 192x192 one, an lr variant); its outputs are in benchmarks/records/2026-11-26-h200.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-bench-out/gpu}
@@ -36,20 +35,15 @@ cat "$W/logs/machine.txt"
 if [ "${SMOKE:-0}" = 1 ]; then
   SRC=${SMOKE_SRC:-/tmp/fake_acdc}
   TINY=(--set stage1.iterations=6 --set stage2.iterations=4 --set stage1.val_interval=3
-        --set stage2.val_interval=2)
-  P128=(--set stage1.patch_size=32 --set stage2.patch_size=32)
-  P192=(--set stage1.patch_size=48 --set stage2.patch_size=48)
+        --set stage2.val_interval=2 --set stage1.patch_size=32 --set stage2.patch_size=32)
   PAPER_EXTRA=(--iterations 8 --val-interval 4 --patch-size 32 --batch-size 4)
   SPEED_EXTRA=(--quick)
 else
   SRC=$W/acdc_h5
   python3 benchmarks/acdc_pack.py unpack .acdc/acdc_u8.npz.xz "$SRC"
   TINY=()
-  P128=()
-  P192=(--set stage1.patch_size=192 --set stage2.patch_size=192
-        --set stage1.iterations=2000)
   PAPER_EXTRA=()
-  SPEED_EXTRA=(--rounds 3)
+  SPEED_EXTRA=(${SPEED_ARGS:---rounds 3 --variant fp32:amp=none --variant nchw:channels_last=0})
 fi
 FP32=(--set stage1.amp=none --set stage2.amp=none)
 
@@ -57,7 +51,7 @@ echo "== 0. import ($(date +%T))"
 python3 -m dmsps.cli import acdc-h5 "$SRC" "$W/dataset" > "$W/logs/import.log" 2>&1 \
   || { cat "$W/logs/import.log"; exit 1; }
 
-echo "== 1. ACDC matrices at once ($(date +%T))"
+echo "== 1. ACDC matrix at once ($(date +%T))"
 bench() {  # name, then acdc.py arguments
   local name=$1; shift
   OMP_NUM_THREADS=1 timeout "$BUDGET_S" python3 benchmarks/acdc.py --source "$SRC" \
@@ -65,14 +59,11 @@ bench() {  # name, then acdc.py arguments
     > "$W/logs/acdc_$name.log" 2>&1
   echo "acdc.py $name exit $? ($(date +%T))"
 }
-bench m128 --parallel 5 "${FP32[@]}" "${TINY[@]}" "${P128[@]}" &
-bench m192 --parallel 5 "${FP32[@]}" "${TINY[@]}" "${P192[@]}" &
-bench lr03 --methods dmsps --seeds 0 --stage2-seeds "${FP32[@]}" "${TINY[@]}" "${P128[@]}" \
-  --set stage1.lr=0.03 &
+bench preset --parallel 5 "${FP32[@]}" "${TINY[@]}" &
 wait
 # timeout stops acdc.py but not the dmsps commands it started: stop them before timing.
-pkill -f "dmsps.cli" && sleep 2
-for name in m128 m192 lr03; do
+pkill -f -- "-m dmsps.cli" && sleep 2
+for name in preset; do
   echo "-- $name"
   tail -22 "$W/logs/acdc_$name.log"
   for f in "$W/$name"/runs/*/commands.log; do  # a failed run: show its error
@@ -94,11 +85,11 @@ tail -3 "$W/logs/paper.log"
 cp "$W/paper/log.csv" "$W/logs/paper_log.csv" 2>/dev/null
 grep -v '^$' "$W/paper/log.csv" 2>/dev/null | awk -F, 'NR==1 || /,0\.[0-9]/' | tail -8
 
-for name in m128 m192 lr03; do
+for name in preset; do
   cp "$W/$name/results.json" "$W/logs/results_$name.json" 2>/dev/null
   cp "$W/$name/results.md" "$W/logs/results_$name.md" 2>/dev/null
 done
 tar czf "$OUT/session.tgz" -C "$W" --exclude='*.pt' --exclude='*.nii.gz' --exclude='*.png' \
-  --exclude='*.npy' --exclude='dataset' --exclude='acdc_h5' logs m128 m192 lr03 paper 2>/dev/null
+  --exclude='*.npy' --exclude='dataset' --exclude='acdc_h5' logs preset paper 2>/dev/null
 cat "$W"/logs/results_*.md 2>/dev/null
 ls -la "$OUT"

@@ -12,7 +12,7 @@ in code), for our training path and for ``benchmarks/baseline.py``:
 - training images/s of the dual-decoder DMSPS step at 256x256 batch 24 and 128x128
   batch 12, data sampling and augmentation included (ours: ``SliceStore.sample`` +
   ``augment_batch`` + model + ``build_method("dmsps")`` + SGD through
-  ``Trainer._set_lr`` / ``Trainer._step``, the loop's own code);
+  ``Trainer.set_lr`` / ``Trainer.train_step``, the loop's own code);
 - achieved GFLOP/s (``torch.utils.flop_counter.FlopCounterMode`` on one step) and its
   share of this machine's matmul peak measured in the same run (fp32 sgemm on CPU; on
   CUDA a bf16 matmul and the 989 TFLOP/s dense bf16 figure of an H100/H200 SXM);
@@ -218,7 +218,7 @@ def _count_flops(fn) -> int:
 
 
 class OursTrain:
-    """Our training step: the Trainer's own ``_set_lr`` and ``_step`` on a SliceStore."""
+    """Our training step: the Trainer's own ``set_lr`` and ``train_step`` on a SliceStore."""
 
     def __init__(self, spec: Spec) -> None:
         import torch
@@ -251,7 +251,7 @@ class OursTrain:
             model.to(memory_format=torch.channels_last)
         model.train()
         self.model = model
-        self.opt = self.trainer._optimizer(model)
+        self.opt = self.trainer.make_optimizer(model)
         self.store = load_slices(ds, ds.cases(), cfg.patch_size, progress=False).to(self.device)
         self.step_model = torch.compile(model) if cfg.compile else model
         self.it = 0
@@ -260,8 +260,8 @@ class OursTrain:
         tr, cfg = self.trainer, self.cfg
         _sync(self.device)
         t0 = time.perf_counter()
-        tr._set_lr(self.opt, self.it)
-        terms = tr._step(model or self.step_model, self.opt, self.store, self.gen, self.it)
+        tr.set_lr(self.opt, self.it)
+        terms = tr.train_step(model or self.step_model, self.opt, self.store, self.gen, self.it)
         self.it += 1
         if self.it % cfg.log_interval == 0:  # what the loop logs
             _ = {k: float(v) for k, v in terms.items()}
@@ -269,7 +269,7 @@ class OursTrain:
         return time.perf_counter() - t0
 
     def data_only(self) -> float:
-        """The step's data part alone: sample + augment (same calls as ``_step``)."""
+        """The step's data part alone: sample + augment (same calls as ``train_step``)."""
         from dmsps.train.augment import augment_batch
 
         _sync(self.device)
@@ -778,6 +778,7 @@ def main(argv: list[str] | None = None) -> int:
             name: entry[name]["images_per_s"] / base_ips for name in res if name != "baseline"
         }
         report["train"].append(entry)
+        _save(report, args.out)  # a run cut short (e.g. by a time limit) keeps what it has
 
     if not args.no_infer:
         inf_data = (
@@ -820,10 +821,16 @@ def main(argv: list[str] | None = None) -> int:
     report["machine"]["cpu_pressure_end"] = _cpu_pressure()
 
     print(format_table(report))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
+    _save(report, args.out)
     return 0
+
+
+def _save(report: dict, out: Path | None) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2))
+        tmp.replace(out)
 
 
 def format_table(report: dict) -> str:

@@ -1,7 +1,7 @@
 """Speed must not change the method.
 
 The optimised training step (channels-last model, batched tensor augmentation, the
-Trainer's own ``_step``) is compared with a plain reference written out here from the
+Trainer's own ``train_step``) is compared with a plain reference written out here from the
 DESIGN.md formulas: an NCHW functional U-Net built from the same state dict and the
 DMSPS loss (pCE on both decoders, soft cross-entropy to q = alpha p1 + (1 - alpha) p2,
 sigmoid ramp-up). Same batch, same weights, same alpha; dropout p set to 0 in the
@@ -136,12 +136,12 @@ def test_optimised_step_matches_reference(tiny_dataset, tmp_path, features, batc
     ref32 = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
     ref64 = {k: v.detach().double().requires_grad_(True) for k, v in model.named_parameters()}
     model.to(memory_format=torch.channels_last).train()
-    opt = trainer._optimizer(model)
+    opt = trainer.make_optimizer(model)
     gen = torch.Generator().manual_seed(123)
     replay = torch.Generator().set_state(gen.get_state())
     iteration = 50
 
-    terms = trainer._step(model, opt, store, gen, iteration)
+    terms = trainer.train_step(model, opt, store, gen, iteration)
 
     # The same batch and alpha, drawn again from the same generator state.
     image, scrib, _ = store.sample(batch, replay)

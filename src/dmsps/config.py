@@ -97,10 +97,10 @@ def _demo() -> RunConfig:
 
 def _acdc() -> RunConfig:
     """CPU budget for ACDC (see docs/results.md for why these values)."""
-    s1 = TrainConfig(iterations=3000, batch_size=12, patch_size=128, val_interval=200)
+    s1 = TrainConfig(iterations=3000, batch_size=24, patch_size=128, lr=0.03, val_interval=200)
     s2 = TrainConfig(
-        iterations=2000,
-        batch_size=12,
+        iterations=1000,
+        batch_size=24,
         patch_size=128,
         val_interval=200,
         optimizer="adam",

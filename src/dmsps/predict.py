@@ -13,6 +13,7 @@ from dmsps.data.normalize import normalise
 from dmsps.errors import DataError, DmspsError
 from dmsps.infer import labels, normalised_entropy, predict_volume
 from dmsps.io.nifti import NIFTI_ENDINGS, is_nifti, load_volume, save_volume, strip_ending
+from dmsps.io.paths import is_within
 from dmsps.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -96,7 +97,7 @@ def predict_folder(
     meta = ckpt["meta"]
     cases = find_inputs(source, int(meta["model"]["in_channels"]), split)
     src_dir = (source if source.is_dir() else source.parent).resolve()
-    if out.resolve() == src_dir or src_dir in out.resolve().parents:
+    if is_within(out, src_dir):
         raise DmspsError(f"{out}: refusing to write into the input folder {src_dir}")
     dev = resolve_device(device)
     amp = resolve_amp("auto", dev)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dmsps.errors import DmspsError
+from dmsps.io.paths import is_within
 
 NAME = "expand"
 HELP = "expand scribbles with a stage-1 model's confident predictions"
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.threshold <= 1:
         raise DmspsError("--threshold must be in (0, 1]")
     ds = Dataset(args.dataset)
-    if args.out.resolve() == ds.root.resolve() or ds.root.resolve() in args.out.resolve().parents:
+    if is_within(args.out, ds.root):
         raise DmspsError(f"{args.out}: refusing to write into the dataset folder")
     summary = expand_dataset(
         args.checkpoint,

@@ -46,6 +46,7 @@ import numpy as np
 from dmsps.data.layout import LAYOUT_ENTRIES, SPLITS, DatasetMeta, DatasetWriter, cardiac_meta
 from dmsps.errors import DataError, DmspsError
 from dmsps.io.nifti import NIFTI_ENDINGS, Geometry, load_volume, strip_ending
+from dmsps.io.paths import is_within
 
 #: ACDC through-plane x in-plane spacing assumed for the HDF5 volumes, in mm (sz, sy, sx).
 ACDC_H5_SPACING = (10.0, 1.5, 1.5)
@@ -93,15 +94,13 @@ class ImportResult:
 # === shared helpers ===================================================================
 def prepare_output(out: Path, sources: Iterable[Path], overwrite: bool) -> None:
     """Refuse to write into a source or over existing data unless ``overwrite``."""
-    out_r = out.resolve()
     for src in sources:
-        src_r = src.resolve()
-        if out_r == src_r or src_r in out_r.parents:
+        if is_within(out, src):
             raise DmspsError(
                 f"{out}: output folder lies inside the source {src}; importers never write "
                 "into their input, choose a folder elsewhere"
             )
-        if out_r in src_r.parents:
+        if is_within(src, out):
             raise DmspsError(f"{out}: output folder contains the source {src}; choose another")
     if out.exists() and not out.is_dir():
         raise DmspsError(f"{out}: exists and is not a folder")

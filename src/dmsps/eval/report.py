@@ -25,6 +25,7 @@ from dmsps.errors import DataError, DmspsError
 from dmsps.eval.metrics import METRICS, ClassMetrics, evaluate_case, summarise
 from dmsps.io.atomic import write_json, write_text
 from dmsps.io.nifti import Geometry, is_nifti, load_volume, strip_ending
+from dmsps.io.paths import is_within
 
 CONVENTIONS = {
     "units": "HD95 and ASD in mm, using the ground-truth spacing",
@@ -56,10 +57,6 @@ def _listing(names: Sequence[str]) -> str:
     shown = ", ".join(names[:_MAX_LISTED])
     more = len(names) - _MAX_LISTED
     return shown + (f" … and {more} more" if more > 0 else "")
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
 
 
 # --- finding and matching files ------------------------------------------------------------
@@ -274,7 +271,7 @@ def evaluate_folders(
     # Never write into an input: not into the predictions, the ground truth or a dataset's
     # data folders, nor straight into a dataset root (a new folder inside it is fine).
     inside = [pred_root.resolve(), *(f.resolve() for f in truth.protected)]
-    if any(_is_within(out, f) for f in inside) or out == gt_root.resolve():
+    if any(is_within(out, f) for f in inside) or out == gt_root.resolve():
         raise DmspsError(f"{out}: output folder is inside an input folder; choose another --out")
     if out.exists() and not out.is_dir():
         raise DmspsError(f"{out}: output path exists and is not a folder")

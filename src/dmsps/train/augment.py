@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from dmsps.train.data import host_to
+
 
 def random_affines(batch: int, generator: torch.Generator, max_angle: float = 20.0) -> torch.Tensor:
     """(B, 2, 3) affine matrices (output -> input, normalised coords) for affine_grid."""
@@ -47,7 +49,7 @@ def apply_affines(
 
     ``fill[i]`` is the value given to pixels of ``targets[i]`` that come from outside.
     """
-    mats = mats.to(image.device)
+    mats = host_to(mats, image.device)
     grid = F.affine_grid(mats, list(image.shape), align_corners=False)
     lo = image.amin(dim=(2, 3), keepdim=True)
     out = F.grid_sample(

@@ -29,6 +29,18 @@ def resize_slices(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Te
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def host_to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a small CPU tensor to ``device`` without making the host wait.
+
+    A plain ``.to("cuda")`` from pageable memory synchronises the stream, i.e. waits for
+    the GPU to finish the previous step; the training step does two such copies (sample
+    indices, augmentation matrices). Pinned memory makes the copy asynchronous.
+    """
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 @dataclass
 class SliceStore:
     images: torch.Tensor  # (N, C, H, W) float32, normalised
@@ -46,7 +58,8 @@ class SliceStore:
         )
 
     def sample(self, batch: int, generator: torch.Generator):
-        idx = torch.randint(0, len(self), (batch,), generator=generator).to(self.images.device)
+        idx = torch.randint(0, len(self), (batch,), generator=generator)
+        idx = host_to(idx, self.images.device)
         lab = None if self.labels is None else self.labels[idx].long()
         return self.images[idx], self.scribbles[idx].long(), lab
 

@@ -141,7 +141,7 @@ class Trainer:
         model.to(self.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
-        opt = self._optimizer(model)
+        opt = self.make_optimizer(model)
 
         start, best, history = 0, {"dice": -1.0, "iteration": 0}, []
         if resume and self.last_path.exists():
@@ -190,8 +190,8 @@ class Trainer:
                 if cfg.stop_at and it >= cfg.stop_at:
                     status = "stopped"
                     break
-                lr = self._set_lr(opt, it)
-                terms = self._step(step_model, opt, store, gen, it)
+                lr = self.set_lr(opt, it)
+                terms = self.train_step(step_model, opt, store, gen, it)
                 it += 1
                 bar.update(1)
                 row = None
@@ -251,7 +251,8 @@ class Trainer:
         return summary
 
     # --- pieces ------------------------------------------------------------------------
-    def _optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+    def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """The stage's optimiser; public so benchmarks and tests build the loop's own."""
         cfg = self.cfg
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(
@@ -262,7 +263,8 @@ class Trainer:
             )
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def _set_lr(self, opt: torch.optim.Optimizer, it: int) -> float:
+    def set_lr(self, opt: torch.optim.Optimizer, it: int) -> float:
+        """Poly decay for SGD (the paper's schedule), constant for Adam."""
         cfg = self.cfg
         lr = cfg.lr
         if cfg.optimizer == "sgd":
@@ -271,7 +273,13 @@ class Trainer:
             group["lr"] = lr
         return lr
 
-    def _step(self, model, opt, store: SliceStore, gen: torch.Generator, it: int) -> dict:
+    def train_step(self, model, opt, store: SliceStore, gen: torch.Generator, it: int) -> dict:
+        """One iteration: sample, augment, forward, loss, backward, update.
+
+        The loop calls exactly this, and so do ``benchmarks/speed.py`` and the
+        equivalence test, so what is timed and checked is what trains. Returns the loss
+        terms as tensors (no host sync here; the loop reads them every log interval).
+        """
         cfg = self.cfg
         image, scrib, label = store.sample(cfg.batch_size, gen)
         if cfg.augment:
