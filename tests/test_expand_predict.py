@@ -9,13 +9,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from dmsps.cli import main
 from dmsps.config import apply_overrides, preset
 from dmsps.errors import DmspsError
-from dmsps.expand import expand_case, largest_component_per_class
+from dmsps.expand import expand_case
 from dmsps.infer import normalised_entropy
 from dmsps.pipeline import run_pipeline
+from dmsps.postprocess import largest_component_per_class
 
 IGN = 4
 
@@ -51,8 +53,21 @@ def test_largest_component_is_per_slice_and_class():
     seeds[0, 0, 0] = 1
     seeds[0, 2:4, 2:4] = 1
     seeds[1, 0, 0] = 1  # alone in its slice: kept
-    out = largest_component_per_class(seeds, 4, IGN)
+    out = largest_component_per_class(seeds, 4, IGN, per_slice=True)
     assert out[0, 0, 0] == IGN and (out[0, 2:4, 2:4] == 1).all() and out[1, 0, 0] == 1
+
+
+def test_largest_component_3d_joins_slices_and_fills_background():
+    pred = np.zeros((3, 6, 6), np.uint8)
+    pred[0, 1, 1] = pred[1, 1, 1] = pred[2, 1, 1] = 2  # 3 voxels through the slices
+    pred[1, 4:6, 4:6] = 2  # 4 voxels in one slice: the largest class-2 component
+    pred[2, 5, 0] = 1  # the only class-1 voxel: kept
+    out = largest_component_per_class(pred, 4, fill=0)
+    assert (out[1, 4:6, 4:6] == 2).all() and (out[:, 1, 1] == 0).all()
+    assert out[2, 5, 0] == 1 and out.sum() == 4 * 2 + 1
+    pred[1, 2, 1] = pred[1, 3, 1] = 2  # now the column joins 5 voxels: it wins
+    out = largest_component_per_class(pred, 4, fill=0)
+    assert (out[:, 1, 1] == 2).all() and (out[1, 4:6, 4:6] == 0).all()
 
 
 def _tiny_cfg(tmp_iters: int = 4):
@@ -102,7 +117,7 @@ def test_pipeline_end_to_end_resumes_and_keeps_geometry(tiny_dataset, tmp_path):
         run_pipeline(tiny_dataset, out, _tiny_cfg(6), progress=False, log=lambda *a: None)
 
 
-def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys):
+def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys, monkeypatch):
     from dmsps.config import TrainConfig
     from dmsps.data.layout import Dataset
     from dmsps.train.loop import Trainer
@@ -126,6 +141,24 @@ def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys):
         "case007.nii.gz",
     ]
     assert (tmp_path / "pred/uncertainty/case006.nii.gz").is_file()
+
+    # --largest-component cuts each class to its largest component. A 2-iteration model
+    # predicts all background, so the label map is replaced by one with a stray blob.
+    def blobs(probs):
+        lab = torch.zeros(probs.shape[1:], dtype=torch.long)
+        lab[:, 2:8, 2:8] = 1
+        lab[0, 20:22, 20:22] = 1  # stray
+        lab[1, 10:14, 20:24] = 3
+        return lab
+
+    monkeypatch.setattr("dmsps.predict.labels", blobs)
+    for flag, folder in (([], "p_raw"), (["--largest-component"], "p_lcc")):
+        assert main(["predict", ckpt, str(src), str(tmp_path / folder), *flag, "--quiet"]) == 0
+    raw = np.asarray(nib.load(tmp_path / "p_raw/case006.nii.gz").dataobj)
+    lcc = np.asarray(nib.load(tmp_path / "p_lcc/case006.nii.gz").dataobj)
+    assert ndimage.label(raw == 1)[1] == 2 and ndimage.label(lcc == 1)[1] == 1
+    assert (lcc == 1).sum() == (raw == 1).sum() - 4 and (lcc == 3).sum() == (raw == 3).sum()
+    monkeypatch.undo()
     # never into the input folder
     assert main(["predict", ckpt, str(src), str(src / "out"), "--quiet"]) == 2
     assert "refusing to write into the input folder" in capsys.readouterr().err

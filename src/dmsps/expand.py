@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 from tqdm import tqdm
 
 from dmsps.data.layout import Dataset
@@ -20,24 +19,8 @@ from dmsps.data.normalize import normalise
 from dmsps.infer import labels, normalised_entropy, predict_volume
 from dmsps.io.atomic import write_json
 from dmsps.io.nifti import save_volume
+from dmsps.postprocess import largest_component_per_class
 from dmsps.train.checkpoint import load_checkpoint, model_from_checkpoint
-
-
-def largest_component_per_class(seeds: np.ndarray, num_classes: int, ignore: int) -> np.ndarray:
-    """Per slice (axis 0) and class, keep the largest 2D connected component."""
-    out = np.full_like(seeds, ignore)
-    for z in range(seeds.shape[0]):
-        for c in range(num_classes):
-            mask = seeds[z] == c
-            if not mask.any():
-                continue
-            lab, n = ndimage.label(mask)
-            if n > 1:
-                sizes = np.bincount(lab.ravel())
-                sizes[0] = 0
-                mask = lab == sizes.argmax()
-            out[z][mask] = c
-    return out
 
 
 def expand_case(
@@ -47,7 +30,7 @@ def expand_case(
     u = normalised_entropy(probs).numpy()
     seeds = np.where(u < threshold, labels(probs).numpy(), ignore).astype(np.int16)
     if keep_largest:
-        seeds = largest_component_per_class(seeds, num_classes, ignore)
+        seeds = largest_component_per_class(seeds, num_classes, ignore, per_slice=True)
     annotated = scribble != ignore
     seeds[annotated] = scribble[annotated]
     return seeds

@@ -14,6 +14,7 @@ from dmsps.errors import DataError, DmspsError
 from dmsps.infer import labels, normalised_entropy, predict_volume
 from dmsps.io.nifti import NIFTI_ENDINGS, is_nifti, load_volume, save_volume, strip_ending
 from dmsps.io.paths import is_within
+from dmsps.postprocess import largest_component_per_class
 from dmsps.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -89,8 +90,12 @@ def predict_folder(
     device: str = "auto",
     progress: bool = True,
     overwrite: bool = False,
+    largest_component: bool = False,
 ) -> list[Path]:
-    """Predict every case; existing outputs are kept (resume) unless ``overwrite``."""
+    """Predict every case; existing outputs are kept (resume) unless ``overwrite``.
+
+    ``largest_component`` keeps each class's largest 3D component (see dmsps.postprocess).
+    """
     from dmsps.train.loop import resolve_amp, resolve_device
 
     ckpt = load_checkpoint(checkpoint)
@@ -103,6 +108,7 @@ def predict_folder(
     amp = resolve_amp("auto", dev)
     model = model_from_checkpoint(ckpt).to(dev).eval()
     size = int(meta["patch_size"])
+    num_classes = int(meta["model"]["num_classes"])
     ending = NIFTI_ENDINGS[0]
     written = []
     for case in tqdm(cases, desc="predicting", disable=not progress):
@@ -118,6 +124,9 @@ def predict_folder(
             save_volume(unc_target, normalised_entropy(mean).numpy(), geom, np.float32)
         else:
             main = predict_volume(model, image, size, dev, amp_dtype=amp)
-        save_volume(target, labels(main).numpy(), geom, np.uint8)
+        label_map = labels(main).numpy()
+        if largest_component:
+            label_map = largest_component_per_class(label_map, num_classes, fill=0)
+        save_volume(target, label_map, geom, np.uint8)
         written.append(target)
     return written
