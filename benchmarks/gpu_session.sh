@@ -66,8 +66,9 @@ bench preset --parallel 5 "${FP32[@]}" "${TINY[@]}" &
 bench s2sgd --methods dmsps --parallel 2 "${FP32[@]}" "${TINY[@]}" \
   --set stage2.optimizer=sgd --set stage2.lr=0.01 --set stage2.weight_decay=0.0001 &
 wait
-# timeout stops acdc.py but not the dmsps commands it started: stop them before timing.
-pkill -f -- "-m dmsps.cli" && sleep 2
+# timeout stops acdc.py but not the dmsps commands it started: stop them (only ours,
+# matched by the work folder) before timing.
+pkill -f -- "dmsps.cli .*$W/" && sleep 2
 for name in preset s2sgd; do
   echo "-- $name"
   tail -22 "$W/logs/acdc_$name.log"
