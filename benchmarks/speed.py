@@ -95,6 +95,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmsps.io.atomic import write_json
 from dmsps.train.cpu import release_heap, tune_glibc_malloc
 
 PROTO = "@@speed "
@@ -827,10 +828,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _save(report: dict, out: Path | None) -> None:
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        tmp.replace(out)
+        write_json(out, report)  # atomic, creates the folder
 
 
 def format_table(report: dict) -> str:
