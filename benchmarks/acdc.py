@@ -83,39 +83,27 @@ def run_one(exp: dict, args: argparse.Namespace) -> dict:
         )
         stages = ["stage1", "stage2"]
     else:
-        s1_sets = [s.removeprefix("stage1.") for s in args.set if s.startswith("stage1.")]
-        overrides = []
-        for s in s1_sets:
-            k, v = s.split("=", 1)
-            overrides += ["--" + k.replace("_", "-"), v]
-        rc = _sh(
-            [
-                *DMSPS,
-                "train",
-                data,
-                "--out",
-                str(run / "stage1"),
-                "--preset",
-                args.preset,
-                "--method",
-                exp["method"],
-                "--seed",
-                str(exp["seed"]),
-                "--resume",
-                *overrides,
-                *common,
-            ],
-            log,
-        )
-        ck = run / "stage1" / "checkpoints" / f"{args.checkpoint}.pt"
-        pred = run / "predictions" / "stage1"
-        rc = rc or _sh(
-            [*DMSPS, "predict", str(ck), data, str(pred), "--split", "val", *common], log
-        )
-        rc = rc or _sh(
-            [*DMSPS, "evaluate", str(pred), data, "--out", str(run / "metrics" / "stage1")], log
+        rc = _train_eval(
+            run,
+            "stage1",
+            ["--method", exp["method"], *_as_options(args.set, "stage1.")],
+            exp,
+            args,
         )
         stages = ["stage1"]
+    if rc == 0 and stages == ["stage1", "stage2"] and args.stage2_variant:
+        # Further stage-2 trainings from the same stage-1 weights and expanded seeds, at
+        # once (each is small), so a stage-2 setting is compared on equal footing.
+        seeds_dir = run / "expand" / "seeds"
+        s1 = run / "stage1" / "checkpoints" / f"{args.checkpoint}.pt"
+        jobs = {}
+        with ThreadPoolExecutor(max_workers=len(args.stage2_variant)) as pool:
+            for vname, opts in args.stage2_variant:
+                extra = ["--stage", "2", "--init-from", str(s1), "--scribble-dir", str(seeds_dir)]
+                extra += _as_options(args.set, "stage2.") + opts
+                jobs[vname] = pool.submit(_train_eval, run, f"stage2-{vname}", extra, exp, args)
+        rc = max(f.result() for f in jobs.values())
+        stages += [f"stage2-{v}" for v in jobs]
     result = {**exp, "name": name, "returncode": rc, "wall_s": time.perf_counter() - t0}
     for stage in stages:
         summ = run / "metrics" / stage / "summary.json"
@@ -129,6 +117,60 @@ def run_one(exp: dict, args: argparse.Namespace) -> dict:
     if expand.is_file():
         result["expand"] = json.loads(expand.read_text())
     return result
+
+
+def _as_options(sets: list[str], prefix: str) -> list[str]:
+    """``stage1.batch_size=24`` -> ``--batch-size 24`` for the settings of one stage."""
+    out = []
+    for s in sets:
+        if s.startswith(prefix):
+            k, v = s.removeprefix(prefix).split("=", 1)
+            out += ["--" + k.replace("_", "-"), v]
+    return out
+
+
+def _train_eval(run: Path, stage: str, extra: list[str], exp: dict, args) -> int:
+    """``dmsps train`` into RUN/STAGE, then predict and evaluate the validation split."""
+    log = run / "commands.log"
+    data = str(args.dataset)
+    common = ["--device", args.device, "--quiet"]
+    rc = _sh(
+        [
+            *DMSPS,
+            "train",
+            data,
+            "--out",
+            str(run / stage),
+            "--preset",
+            args.preset,
+            "--seed",
+            str(exp["seed"]),
+            "--resume",
+            *extra,
+            *common,
+        ],
+        log,
+    )
+    ck = run / stage / "checkpoints" / f"{args.checkpoint}.pt"
+    pred = run / "predictions" / stage
+    rc = rc or _sh([*DMSPS, "predict", str(ck), data, str(pred), "--split", "val", *common], log)
+    return rc or _sh(
+        [*DMSPS, "evaluate", str(pred), data, "--out", str(run / "metrics" / stage)], log
+    )
+
+
+def _variant(text: str) -> tuple[str, list[str]]:
+    """``NAME:key=value,key=value`` -> (NAME, ["--key", "value", ...])."""
+    name, _, body = text.partition(":")
+    if not name or not body or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAME:key=value[,key=value], got '{text}'")
+    opts = []
+    for item in body.split(","):
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"'{item}' in '{text}' is not key=value")
+        opts += ["--" + k.strip().replace("_", "-"), v.strip()]
+    return name, opts
 
 
 def _curve(log: Path) -> list[tuple[int, float, float]]:
@@ -166,17 +208,16 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        for stage in ("stage1", "stage2"):
-            if stage not in r or not r[stage]["metrics"]:
+        for stage in [k for k in r if k.startswith("stage")]:
+            if not r[stage]["metrics"]:
                 continue
             m, t = r[stage]["metrics"], r[stage]["train"] or {}
             fg = m["foreground_mean"]
             per = {c["name"]: c for c in m["classes"]}
-            label = (
-                r["method"]
-                if r["method"] != "dmsps"
-                else f"dmsps {stage.replace('stage', 'stage ')}"
-            )
+            label = r["method"]
+            if r["method"] == "dmsps":
+                num, _, variant = stage.removeprefix("stage").partition("-")
+                label = f"dmsps stage {num}" + (f" [{variant}]" if variant else "")
             lines.append(
                 f"| {label} | {r['seed']} | {_fmt(per.get('RV', {}).get('dice'))} | "
                 f"{_fmt(per.get('Myo', {}).get('dice'))} | {_fmt(per.get('LV', {}).get('dice'))} | "
@@ -222,6 +263,15 @@ def main() -> None:
         type=int,
         default=[0, 1],
         help="dmsps seeds that also run expansion + stage 2 (none: stage 1 only)",
+    )
+    p.add_argument(
+        "--stage2-variant",
+        action="append",
+        type=_variant,
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="also train stage 2 with these settings from the same stage-1 weights and "
+        "seeds, e.g. sgd:optimizer=sgd,lr=0.01,weight_decay=0.0001 (repeatable)",
     )
     p.add_argument("--checkpoint", default="last", choices=("last", "best"))
     p.add_argument("--device", default="auto")

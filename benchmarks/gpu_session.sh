@@ -3,7 +3,7 @@
 #   1. ACDC method matrix at the CPU-budget preset `acdc`: pce x2, dmsps (stage 1 +
 #      stage 2) x2, full x1, all at once on the one GPU (each run is small and
 #      launch-bound), fp32 like the CPU path (amp=none), one CPU thread per process;
-#      beside it dmsps x2 with an SGD (poly decay) stage 2;
+#      then three stage-2 variants per dmsps seed from the same stage-1 weights;
 #   2. benchmarks/speed.py on the GPU (images/s, % of dense bf16 peak), GPU to itself;
 #   3. the paper's setting (256x256, batch 24, bf16) for the time left, GPU to itself,
 #      stopped with SIGINT (saves last.pt): images/s and the validation Dice reached.
@@ -60,16 +60,17 @@ bench() {  # name, then acdc.py arguments
     > "$W/logs/acdc_$name.log" 2>&1
   echo "acdc.py $name exit $? ($(date +%T))"
 }
-bench preset --parallel 5 "${FP32[@]}" "${TINY[@]}" &
-# Stage-2 variant: SGD with poly decay (anneals, so last weights are stable) instead of
-# constant-lr Adam; on the CPU run, Adam's stage 2 ended below stage 1 (docs/results.md).
-bench s2sgd --methods dmsps --parallel 2 "${FP32[@]}" "${TINY[@]}" \
-  --set stage2.optimizer=sgd --set stage2.lr=0.01 --set stage2.weight_decay=0.0001 &
-wait
+# Stage-2 variants from the same stage-1 weights and seeds: SGD with poly decay at two
+# learning rates, and Adam with poly decay (both anneal, so the last weights are stable)
+# next to the preset's constant-lr Adam, which ended below stage 1 on the CPU run.
+bench preset --parallel 5 "${FP32[@]}" "${TINY[@]}" \
+  --stage2-variant sgd01:optimizer=sgd,lr=0.01,weight_decay=0.0001 \
+  --stage2-variant sgd003:optimizer=sgd,lr=0.003,weight_decay=0.0001 \
+  --stage2-variant adampoly:schedule=poly
 # timeout stops acdc.py but not the dmsps commands it started: stop them (only ours,
 # matched by the work folder) before timing.
 pkill -f -- "dmsps.cli .*$W/" && sleep 2
-for name in preset s2sgd; do
+for name in preset; do
   echo "-- $name"
   tail -22 "$W/logs/acdc_$name.log"
   for f in "$W/$name"/runs/*/commands.log; do  # a failed run: show its error
@@ -83,19 +84,21 @@ timeout "$SPEED_S" python3 benchmarks/speed.py --device "$DEVICE" --out "$OUT/sp
 echo "speed.py exit $?"
 tail -30 "$W/logs/speed.log"
 
-echo "== 3. paper setting for ${PAPER_S}s ($(date +%T))"
-timeout -s INT "$PAPER_S" python3 -m dmsps.cli train "$W/dataset" --preset acdc-paper \
-  --out "$W/paper" --device "$DEVICE" --quiet "${PAPER_EXTRA[@]}" > "$W/logs/paper.log" 2>&1
-echo "paper exit $?"
-tail -3 "$W/logs/paper.log"
-cp "$W/paper/log.csv" "$W/logs/paper_log.csv" 2>/dev/null
-grep -v '^$' "$W/paper/log.csv" 2>/dev/null | awk -F, 'NR==1 || /,0\.[0-9]/' | tail -8
+if [ "$PAPER_S" -gt 0 ]; then
+  echo "== 3. paper setting for ${PAPER_S}s ($(date +%T))"
+  timeout -s INT "$PAPER_S" python3 -m dmsps.cli train "$W/dataset" --preset acdc-paper \
+    --out "$W/paper" --device "$DEVICE" --quiet "${PAPER_EXTRA[@]}" > "$W/logs/paper.log" 2>&1
+  echo "paper exit $?"
+  tail -3 "$W/logs/paper.log"
+  cp "$W/paper/log.csv" "$W/logs/paper_log.csv" 2>/dev/null
+  grep -v '^$' "$W/paper/log.csv" 2>/dev/null | awk -F, 'NR==1 || /,0\.[0-9]/' | tail -8
+fi
 
-for name in preset s2sgd; do
+for name in preset; do
   cp "$W/$name/results.json" "$W/logs/results_$name.json" 2>/dev/null
   cp "$W/$name/results.md" "$W/logs/results_$name.md" 2>/dev/null
 done
 tar czf "$OUT/session.tgz" -C "$W" --exclude='*.pt' --exclude='*.nii.gz' --exclude='*.png' \
-  --exclude='*.npy' --exclude='dataset' --exclude='acdc_h5' logs preset s2sgd paper 2>/dev/null
+  --exclude='*.npy' --exclude='dataset' --exclude='acdc_h5' logs preset paper 2>/dev/null
 cat "$W"/logs/results_*.md 2>/dev/null
 ls -la "$OUT"

@@ -150,3 +150,27 @@ def test_early_stopping_after_patience_without_improvement(tiny_dataset, tmp_pat
     assert summary["status"] == "early-stopped"
     assert summary["iterations"] == 5 and summary["best_iteration"] == 2
     assert summary["best_val_dice"] == 0.6
+
+
+@pytest.mark.parametrize(
+    "optimizer, schedule, expect_half",
+    [
+        ("sgd", "auto", 0.1 * 0.5**0.9),  # the paper's poly decay
+        ("adam", "auto", 0.1),  # the paper's constant-lr Adam
+        ("adam", "poly", 0.1 * 0.5**0.9),
+        ("sgd", "constant", 0.1),
+    ],
+)
+def test_lr_schedule(tiny_dataset, tmp_path, optimizer, schedule, expect_half):
+    cfg = TrainConfig(**{**SMALL, "iterations": 10}, optimizer=optimizer, schedule=schedule, lr=0.1)
+    trainer = Trainer(Dataset(tiny_dataset), cfg, tmp_path / "r", progress=False)
+    opt = trainer.make_optimizer(torch.nn.Linear(2, 2))
+    assert trainer.set_lr(opt, 0) == pytest.approx(0.1)
+    assert trainer.set_lr(opt, 5) == pytest.approx(expect_half)
+    assert opt.param_groups[0]["lr"] == pytest.approx(expect_half)
+
+
+def test_bad_schedule_is_refused(tiny_dataset, tmp_path):
+    cfg = TrainConfig(**SMALL, schedule="cosine")
+    with pytest.raises(DmspsError, match="schedule must be"):
+        Trainer(Dataset(tiny_dataset), cfg, tmp_path / "r", progress=False).fit()

@@ -27,7 +27,8 @@ class TrainConfig:
     iterations: int = 30000
     batch_size: int = 24
     patch_size: int = 256  # slices are resized to patch_size x patch_size
-    optimizer: str = "sgd"  # sgd (poly decay) | adam (constant lr)
+    optimizer: str = "sgd"  # sgd | adam
+    schedule: str = "auto"  # auto (poly for sgd, constant for adam) | poly | constant
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -233,7 +234,9 @@ _HELP = {
     "iterations": "training iterations",
     "batch_size": "slices per step",
     "patch_size": "slices are resized to this square size",
-    "optimizer": "sgd (poly decay) | adam",
+    "optimizer": "sgd | adam",
+    "schedule": "learning-rate schedule: auto (poly decay for sgd, constant for adam) | "
+    "poly | constant",
     "lr": "initial learning rate",
     "pl_weight": "pseudo-label loss weight (default: dmsps 8, dmpls 0.5)",
     "rampup": "iterations of sigmoid ramp-up of the pseudo-label weight",

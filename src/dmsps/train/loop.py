@@ -55,6 +55,8 @@ def validate_config(cfg: TrainConfig) -> None:
         raise DmspsError(f"unknown method '{cfg.method}' (choose from {', '.join(METHODS)})")
     if cfg.optimizer not in ("sgd", "adam"):
         raise DmspsError(f"optimizer must be sgd or adam, not '{cfg.optimizer}'")
+    if cfg.schedule not in ("auto", "poly", "constant"):
+        raise DmspsError(f"schedule must be auto, poly or constant, not '{cfg.schedule}'")
     for name in ("iterations", "batch_size", "patch_size", "val_interval"):
         if getattr(cfg, name) <= 0:
             raise DmspsError(f"{name} must be positive")
@@ -264,10 +266,13 @@ class Trainer:
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def set_lr(self, opt: torch.optim.Optimizer, it: int) -> float:
-        """Poly decay for SGD (the paper's schedule), constant for Adam."""
+        """Poly decay, or constant; ``auto`` is the paper's: poly for SGD, constant for Adam."""
         cfg = self.cfg
         lr = cfg.lr
-        if cfg.optimizer == "sgd":
+        schedule = cfg.schedule
+        if schedule == "auto":
+            schedule = "poly" if cfg.optimizer == "sgd" else "constant"
+        if schedule == "poly":
             lr = cfg.lr * (1.0 - it / cfg.iterations) ** cfg.poly_power
         for group in opt.param_groups:
             group["lr"] = lr
