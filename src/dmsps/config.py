@@ -98,15 +98,17 @@ def _demo() -> RunConfig:
 
 def _acdc() -> RunConfig:
     """CPU budget for ACDC (see docs/results.md for why these values)."""
-    s1 = TrainConfig(iterations=3000, batch_size=24, patch_size=128, lr=0.03, val_interval=200)
+    s1 = TrainConfig(iterations=4000, batch_size=24, patch_size=128, lr=0.03, val_interval=200)
+    # Stage 2 uses annealed SGD, not the paper's constant-lr Adam: at this short budget
+    # Adam's last weights lost 0.018 Dice to stage 1 (5 seeds), SGD did not.
     s2 = TrainConfig(
         iterations=1000,
         batch_size=24,
         patch_size=128,
         val_interval=200,
-        optimizer="adam",
-        lr=1e-4,
-        weight_decay=1e-5,
+        optimizer="sgd",
+        lr=0.003,
+        weight_decay=1e-4,
     )
     return RunConfig(preset="acdc", stage1=s1, stage2=s2)
 
