@@ -174,3 +174,19 @@ def test_bad_schedule_is_refused(tiny_dataset, tmp_path):
     cfg = TrainConfig(**SMALL, schedule="cosine")
     with pytest.raises(DmspsError, match="schedule must be"):
         Trainer(Dataset(tiny_dataset), cfg, tmp_path / "r", progress=False).fit()
+
+
+def test_tensorboard_logs_the_training_curve(tiny_dataset, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "r"
+    Trainer(Dataset(tiny_dataset), TrainConfig(**SMALL, tensorboard=True), out, False).fit()
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"loss", "lr", "val_dice"} <= set(tags)
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in acc.Scalars("val_dice")] == [3, 6]
+    rows = _rows(out / "log.csv")
+    assert acc.Scalars("loss")[-1].value == pytest.approx(float(rows[-1]["loss"]), rel=1e-6)
