@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -198,6 +199,28 @@ def _fmt(stats: dict | None, digits: int = 3) -> str:
     return f"{stats['mean']:.{digits}f}"
 
 
+def _spread(results: list[dict]) -> list[str]:
+    """Per method and stage: mean, standard deviation and range of mean Dice over seeds."""
+    groups: dict[str, list[float]] = {}
+    for r in results:
+        for stage in [k for k in r if k.startswith("stage")]:
+            m = r[stage]["metrics"]
+            if m and m["foreground_mean"]["dice"].get("mean") is not None:
+                key = r["method"] if r["method"] != "dmsps" else f"dmsps {stage}"
+                groups.setdefault(key, []).append(m["foreground_mean"]["dice"]["mean"])
+    lines = [
+        "| method | seeds | mean Dice over seeds | sd | min | max |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, xs in groups.items():
+        sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        lines.append(
+            f"| {key} | {len(xs)} | {statistics.fmean(xs):.3f} | {sd:.3f} | "
+            f"{min(xs):.3f} | {max(xs):.3f} |"
+        )
+    return lines
+
+
 def markdown(results: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"Preset `{args.preset}`, checkpoint `{args.checkpoint}`, device `{args.device}`; "
@@ -224,7 +247,7 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
                 f"**{_fmt(fg['dice'])}** | {_fmt(fg['hd95'], 2)} | "
                 f"{t.get('train_seconds', 0) / 60:.1f} | {t.get('iterations', '?')} |"
             )
-    lines.append("")
+    lines += ["", *_spread(results), ""]
     for r in results:
         if r["method"] == "dmsps":
             for thr in (0.80, 0.85):
