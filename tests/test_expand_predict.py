@@ -115,6 +115,12 @@ def test_pipeline_end_to_end_resumes_and_keeps_geometry(tiny_dataset, tmp_path):
     # Other settings in the same folder are refused rather than mixed.
     with pytest.raises(DmspsError, match="different settings"):
         run_pipeline(tiny_dataset, out, _tiny_cfg(6), progress=False, log=lambda *a: None)
+    # A folder made before a setting existed resumes (the setting takes its default).
+    saved = json.loads((out / "config.json").read_text())
+    del saved["stage1"]["schedule"], saved["stage2"]["schedule"]
+    (out / "config.json").write_text(json.dumps(saved))
+    run_pipeline(tiny_dataset, out, _tiny_cfg(), progress=False, log=lambda *a: None)
+    assert (out / "stage1/checkpoints/best.pt").stat().st_mtime_ns == mtime
 
 
 def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys, monkeypatch):

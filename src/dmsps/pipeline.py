@@ -39,9 +39,10 @@ def eval_split(ds: Dataset, cfg: RunConfig) -> str:
 def _check_config(out: Path, cfg: RunConfig) -> None:
     path = out / "config.json"
     if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved != json.loads(json.dumps(asdict(cfg))):
-            old = from_dict(RunConfig, saved)
+        # Read through from_dict so that a setting added since the folder was made takes
+        # its default instead of blocking the resume of an older run.
+        old = from_dict(RunConfig, json.loads(path.read_text()))
+        if json.loads(json.dumps(asdict(old))) != json.loads(json.dumps(asdict(cfg))):
             diffs = _diff(asdict(old), asdict(cfg))
             raise DmspsError(
                 f"{out}: this run folder was made with different settings "
