@@ -92,7 +92,7 @@ def run_one(exp: dict, args: argparse.Namespace) -> dict:
             args,
         )
         stages = ["stage1"]
-    if rc == 0 and stages == ["stage1", "stage2"] and args.stage2_variant:
+    if rc == 0 and exp["with_stage2"] and args.stage2_variant:
         # Further stage-2 trainings from the same stage-1 weights and expanded seeds, at
         # once (each is small), so a stage-2 setting is compared on equal footing.
         seeds_dir = run / "expand" / "seeds"
@@ -120,13 +120,17 @@ def run_one(exp: dict, args: argparse.Namespace) -> dict:
     return result
 
 
+def _option(key: str, value: str) -> list[str]:
+    """A setting as ``dmsps train`` options: ``batch_size``, ``24`` -> ``--batch-size 24``."""
+    return ["--" + key.strip().replace("_", "-"), value.strip()]
+
+
 def _as_options(sets: list[str], prefix: str) -> list[str]:
     """``stage1.batch_size=24`` -> ``--batch-size 24`` for the settings of one stage."""
     out = []
     for s in sets:
         if s.startswith(prefix):
-            k, v = s.removeprefix(prefix).split("=", 1)
-            out += ["--" + k.replace("_", "-"), v]
+            out += _option(*s.removeprefix(prefix).split("=", 1))
     return out
 
 
@@ -170,7 +174,7 @@ def _variant(text: str) -> tuple[str, list[str]]:
         k, eq, v = item.partition("=")
         if not eq:
             raise argparse.ArgumentTypeError(f"'{item}' in '{text}' is not key=value")
-        opts += ["--" + k.strip().replace("_", "-"), v.strip()]
+        opts += _option(k, v)
     return name, opts
 
 

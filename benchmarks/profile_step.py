@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dmsps.train.cpu import tune_glibc_malloc
-from speed import BaselineTrain, OursTrain, Spec
+from speed import BaselineTrain, OursTrain, Spec, _median
 
 
 def profile(path: str, args: argparse.Namespace) -> None:
@@ -31,7 +31,7 @@ def profile(path: str, args: argparse.Namespace) -> None:
     runner.handle({"cmd": "steps", "n": args.warmup})
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         res = runner.handle({"cmd": "steps", "n": args.steps})
-    step = sorted(res["step_s"])[len(res["step_s"]) // 2]
+    step = _median(res["step_s"])
     print(
         f"\n=== {path}: {args.size}x{args.size}, batch {args.batch}, "
         f"{torch.get_num_threads()} threads; median step {step * 1000:.0f} ms "
