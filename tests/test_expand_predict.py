@@ -102,7 +102,15 @@ def test_pipeline_end_to_end_resumes_and_keeps_geometry(tiny_dataset, tmp_path):
     assert np.allclose(pred.affine, src.affine) and pred.shape == src.shape
     unc = np.asarray(nib.load(out / "predictions/stage2/uncertainty/case006.nii.gz").dataobj)
     assert unc.min() >= 0 and unc.max() <= 1
-    assert (out / "expand/seeds/expand_summary.json").is_file()
+    # Seed coverage in the summary matches a count over the files on disk.
+    exp = json.loads((out / "expand/seeds/expand_summary.json").read_text())
+    truth = right = 0
+    for case in sorted(p.name for p in (out / "expand/seeds").glob("*.nii.gz")):
+        label = np.asarray(nib.load(tiny_dataset / f"labelsTr/{case}").dataobj)
+        seeds = np.asarray(nib.load(out / f"expand/seeds/{case}").dataobj)
+        truth += int((label == 1).sum())
+        right += int(((label == 1) & (seeds == 1)).sum())
+    assert exp["classes"][list(exp["classes"])[1]]["coverage"] == pytest.approx(right / truth)
     assert (out / "report/index.html").is_file()
     # Stage 2 started from stage-1 weights and trained on the expanded seeds.
     s2 = json.loads((out / "stage2/config.json").read_text())
@@ -183,3 +191,27 @@ def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys, 
     junk.write_bytes(b"not a checkpoint")
     assert main(["predict", str(junk), str(src), str(tmp_path / "p3"), "--quiet"]) == 2
     assert "junk.pt" in capsys.readouterr().err
+
+
+class _PerPixel(torch.nn.Module):
+    """A 1x1-conv dual-branch stand-in: exactly flip-equivariant, position-dependent output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.main, self.aux = torch.nn.Conv2d(1, 4, 1), torch.nn.Conv2d(1, 4, 1)
+
+    def forward(self, x, aux: bool = True):
+        return (self.main(x), self.aux(x)) if aux else self.main(x)
+
+
+def test_flip_tta_maps_predictions_back_to_the_image_grid():
+    from dmsps.expand import tta_probs
+
+    image = np.random.default_rng(0).random((1, 3, 10, 12)).astype(np.float32)
+    model = _PerPixel()
+    plain = tta_probs(model, image, 16, torch.device("cpu"), flips=False)
+    tta = tta_probs(model, image, 16, torch.device("cpu"), flips=True)
+    # An equivariant model gains nothing from flips; a wrongly flipped-back
+    # prediction (e.g. along Z) would not line up with the image.
+    assert torch.allclose(tta, plain, atol=1e-5)

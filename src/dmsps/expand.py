@@ -43,7 +43,7 @@ def tta_probs(model, image: np.ndarray, size: int, device, flips: bool) -> torch
     total = probs.clone()
     for axis in (2, 3):  # flip Y, flip X of (C, Z, Y, X)
         flipped = np.flip(image, axis=axis).copy()
-        total += predict_volume(model, flipped, size, device, mode="mean").flip(axis - 1)
+        total += predict_volume(model, flipped, size, device, mode="mean").flip(axis)
     return total / 3
 
 
@@ -53,6 +53,10 @@ class ExpandSummary:
     scribble_pixels: list[int] = field(default_factory=list)
     added_pixels: list[int] = field(default_factory=list)
     added_correct: list[int] = field(default_factory=list)  # only where labels exist
+    # Coverage = true pixels of a class that the seeds label correctly / all its true
+    # pixels: precision alone hides a threshold so strict that stage 2 learns nothing new.
+    label_pixels: list[int] = field(default_factory=list)
+    seed_correct: list[int] = field(default_factory=list)
     labelled_cases: int = 0
 
     def to_dict(self, class_names: list[str]) -> dict:
@@ -62,6 +66,9 @@ class ExpandSummary:
             if self.labelled_cases:
                 d["added_accuracy"] = (
                     self.added_correct[c] / self.added_pixels[c] if self.added_pixels[c] else None
+                )
+                d["coverage"] = (
+                    self.seed_correct[c] / self.label_pixels[c] if self.label_pixels[c] else None
                 )
             out["classes"][name] = d
         if self.labelled_cases:
@@ -91,7 +98,8 @@ def expand_dataset(
     size = int(ckpt["meta"]["patch_size"])
     k, ignore = dataset.meta.num_classes, dataset.meta.ignore_value
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = ExpandSummary(scribble_pixels=[0] * k, added_pixels=[0] * k, added_correct=[0] * k)
+    lists = ("scribble_pixels", "added_pixels", "added_correct", "label_pixels", "seed_correct")
+    summary = ExpandSummary(**{name: [0] * k for name in lists})
     for case in tqdm(cases, desc="expanding scribbles", disable=not progress):
         scribble = dataset.load_scribble(case)
         if scribble is None:
@@ -114,7 +122,10 @@ def expand_dataset(
             mask = added & (seeds == c)
             summary.added_pixels[c] += int(mask.sum())
             if label is not None:
-                summary.added_correct[c] += int((mask & (label == c)).sum())
+                truth = label == c
+                summary.added_correct[c] += int((mask & truth).sum())
+                summary.label_pixels[c] += int(truth.sum())
+                summary.seed_correct[c] += int((truth & (seeds == c)).sum())
     result = summary.to_dict(dataset.meta.class_names)
     result.update(threshold=threshold, tta=tta, checkpoint=str(checkpoint))
     write_json(out_dir / "expand_summary.json", result)
@@ -122,9 +133,13 @@ def expand_dataset(
 
 
 def format_summary(summary: dict) -> str:
-    lines = [f"{'class':<12}{'scribble px':>12}{'added px':>12}{'accuracy':>10}"]
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    lines = [f"{'class':<12}{'scribble px':>12}{'added px':>12}{'accuracy':>10}{'coverage':>10}"]
     for name, d in summary["classes"].items():
-        acc = d.get("added_accuracy")
-        acc_s = "n/a" if acc is None else f"{acc:.3f}"
-        lines.append(f"{name:<12}{d['scribble_pixels']:>12}{d['added_pixels']:>12}{acc_s:>10}")
+        acc, cov = fmt(d.get("added_accuracy")), fmt(d.get("coverage"))
+        lines.append(
+            f"{name:<12}{d['scribble_pixels']:>12}{d['added_pixels']:>12}{acc:>10}{cov:>10}"
+        )
     return "\n".join(lines)

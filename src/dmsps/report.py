@@ -112,13 +112,14 @@ def write_report(
         parts.append(_table(metrics.get(stage, {})))
     parts.append(
         "<h2>Scribble expansion</h2><table><tr><th>class</th><th>scribble px</th>"
-        "<th>added px</th><th>accuracy of added</th></tr>"
+        "<th>added px</th><th>accuracy of added</th><th>coverage of the class</th></tr>"
     )
     for name, d in expand.get("classes", {}).items():
-        acc = d.get("added_accuracy")
+        acc, cov = (d.get(k) for k in ("added_accuracy", "coverage"))
         parts.append(
             f"<tr><th>{html.escape(name)}</th><td>{d['scribble_pixels']}</td>"
-            f"<td>{d['added_pixels']}</td><td>{'n/a' if acc is None else f'{acc:.3f}'}</td></tr>"
+            f"<td>{d['added_pixels']}</td><td>{'n/a' if acc is None else f'{acc:.3f}'}</td>"
+            f"<td>{'n/a' if cov is None else f'{cov:.3f}'}</td></tr>"
         )
     parts.append(
         "</table><h2>Cases</h2><p>image | reference | stage 1 | stage 2 | "
