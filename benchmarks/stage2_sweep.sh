@@ -5,9 +5,10 @@
 # weights, as `--set checkpoint=last` does). Variants run one after another.
 #
 #   benchmarks/stage2_sweep.sh RUN DATASET OUT 'NAME|EXPAND FLAGS|TRAIN FLAGS' ...
+# A train flag `--scratch` starts stage 2 from fresh weights instead of stage 1's.
 # e.g.
 #   benchmarks/stage2_sweep.sh bench-out/acdc-cpu4k/runs/dmsps-s0 bench-out/acdc-cpu/dataset \
-#       bench-out/s2sweep 'tta|--tta|' 't03|--threshold 0.3|' 'long||--iterations 2000'
+#       bench-out/s2sweep 'tta|--tta|' 't03|--threshold 0.3|' 'scratch||--scratch --lr 0.03 --iterations 2000'
 set -euo pipefail
 run=$1 data=$2 out=$3; shift 3
 ckpt=$run/stage1/checkpoints/last.pt
@@ -15,13 +16,18 @@ preset=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['preset'
 mkdir -p "$out"
 for spec in "$@"; do
   IFS='|' read -r name eflags tflags <<<"$spec"
+  init=(--init-from "$ckpt")
+  if [[ " $tflags " == *" --scratch "* ]]; then
+    init=()
+    tflags=${tflags//--scratch/}
+  fi
   seeds=$out/$name/seeds
   echo "== $name: expand [$eflags] train [$tflags]"
   # shellcheck disable=SC2086
   dmsps expand "$ckpt" "$data" "$seeds" --device cpu --quiet $eflags
   # shellcheck disable=SC2086
   dmsps train "$data" --out "$out/$name/stage2" --preset "$preset" --stage 2 \
-      --init-from "$ckpt" --scribble-dir "$seeds" --device cpu --quiet $tflags
+      "${init[@]}" --scribble-dir "$seeds" --device cpu --quiet $tflags
   python - "$out/$name" <<'PY'
 import csv, json, sys
 from pathlib import Path
