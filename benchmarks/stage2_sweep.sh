@@ -34,8 +34,8 @@ from pathlib import Path
 d = Path(sys.argv[1])
 rows = [r for r in csv.DictReader(open(d / "stage2/log.csv")) if r["val_dice"]]
 s = json.load(open(d / "seeds/expand_summary.json"))
-print(f"{d.name}: final val Dice {float(rows[-1]['val_dice']):.4f} "
-      f"(curve {' '.join(f'{float(r['val_dice']):.3f}' for r in rows)}), "
+curve = " ".join(f"{float(r['val_dice']):.3f}" for r in rows)
+print(f"{d.name}: final val Dice {float(rows[-1]['val_dice']):.4f} (curve {curve}), "
       f"{float(rows[-1]['elapsed_s']) / 60:.1f} min, seed accuracy {s['added_accuracy']:.4f}")
 PY
 done
