@@ -184,6 +184,7 @@ class Spec:
     amp: str = "auto"
     malloc: str = "tuned"  # tuned | default
     flush_denormal: bool = False
+    fold_bn: bool = True  # inference: BatchNorm folded into the convolutions, as dmsps does
     workers: int = 0  # baseline DataLoader workers
     volumes: int = 12
     depth: int = 10
@@ -354,7 +355,11 @@ class Infer:
         model = DualDecoderNet(ModelConfig()).to(self.device)
         self.ours = spec.path == "ours"
         self.amp = resolve_amp(spec.amp, self.device) if self.ours else None
-        if self.ours and spec.channels_last:
+        if self.ours and spec.fold_bn:
+            from dmsps.models.fold import fold_batchnorm
+
+            model = fold_batchnorm(model, spec.channels_last)
+        elif self.ours and spec.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model.eval()
 
@@ -803,6 +808,16 @@ def main(argv: list[str] | None = None) -> int:
                 name="ours", path="ours", task="infer", size=infer_size, **{**ours_base, **inf_data}
             ),
         ]
+        for name, over in variants:
+            specs.append(
+                Spec(
+                    name=name,
+                    path="ours",
+                    task="infer",
+                    size=infer_size,
+                    **{**ours_base, **inf_data, **over},
+                )
+            )
         res = run_phase(specs, 1, rounds, 1, flops=False)
         entry = {"size": infer_size}
         for name, r in res.items():
@@ -816,7 +831,13 @@ def main(argv: list[str] | None = None) -> int:
                 "cuda_peak_mb": r["cuda_peak_mb"],
                 "settings": r["spec"],
             }
-        entry["ratio"] = entry["ours"]["slices_per_s"] / entry["baseline"]["slices_per_s"]
+        base_sps = entry["baseline"]["slices_per_s"]
+        entry["ratio"] = entry["ours"]["slices_per_s"] / base_sps
+        entry["variant_ratio"] = {
+            name: entry[name]["slices_per_s"] / base_sps
+            for name in res
+            if name not in ("baseline", "ours")
+        }
         report["infer"] = entry
     report["machine"]["load_end"] = _loadavg()
     report["machine"]["cpu_pressure_end"] = _cpu_pressure()
@@ -885,9 +906,9 @@ def format_table(report: dict) -> str:
             f"inference, whole volumes at {e['size']}x{e['size']}",
             f"{'':<14}{'path':<12}{'slices/s':>9}{'(best)':>8}{'ratio':>7}{'RSS MB':>8}",
         ]
-        for name in ("baseline", "ours"):
+        ratios = {"baseline": 1.0, "ours": e["ratio"], **e.get("variant_ratio", {})}
+        for name, ratio in ratios.items():
             r = e[name]
-            ratio = e["ratio"] if name == "ours" else 1.0
             lines.append(
                 f"{'':<14}{name:<12}{r['slices_per_s']:>9.2f}{r['slices_per_s_best']:>8.2f}"
                 f"{ratio:>6.2f}x{r['peak_rss_mb']:>8.0f}"

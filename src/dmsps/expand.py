@@ -19,6 +19,7 @@ from dmsps.data.normalize import normalise
 from dmsps.infer import labels, normalised_entropy, predict_volume
 from dmsps.io.atomic import write_json
 from dmsps.io.nifti import save_volume
+from dmsps.models.fold import fold_batchnorm
 from dmsps.postprocess import largest_component_per_class
 from dmsps.train.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -37,13 +38,15 @@ def expand_case(
 
 
 def tta_probs(model, image: np.ndarray, size: int, device, flips: bool) -> torch.Tensor:
-    probs = predict_volume(model, image, size, device, mode="mean")
+    probs = predict_volume(model, image, size, device, mode="mean", channels_last=True)
     if not flips:
         return probs
     total = probs.clone()
     for axis in (2, 3):  # flip Y, flip X of (C, Z, Y, X)
         flipped = np.flip(image, axis=axis).copy()
-        total += predict_volume(model, flipped, size, device, mode="mean").flip(axis)
+        total += predict_volume(model, flipped, size, device, mode="mean", channels_last=True).flip(
+            axis
+        )
     return total / 3
 
 
@@ -94,7 +97,7 @@ def expand_dataset(
 
     ckpt = load_checkpoint(checkpoint)
     dev = resolve_device(device)
-    model = model_from_checkpoint(ckpt).to(dev).eval()
+    model = fold_batchnorm(model_from_checkpoint(ckpt).to(dev), channels_last=True)
     size = int(ckpt["meta"]["patch_size"])
     k, ignore = dataset.meta.num_classes, dataset.meta.ignore_value
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from dmsps.errors import DataError, DmspsError
 from dmsps.infer import labels, normalised_entropy, predict_volume
 from dmsps.io.nifti import NIFTI_ENDINGS, is_nifti, load_volume, save_volume, strip_ending
 from dmsps.io.paths import is_within
+from dmsps.models.fold import fold_batchnorm
 from dmsps.postprocess import largest_component_per_class
 from dmsps.train.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -106,7 +107,7 @@ def predict_folder(
         raise DmspsError(f"{out}: refusing to write into the input folder {src_dir}")
     dev = resolve_device(device)
     amp = resolve_amp("auto", dev)
-    model = model_from_checkpoint(ckpt).to(dev).eval()
+    model = fold_batchnorm(model_from_checkpoint(ckpt).to(dev), channels_last=True)
     size = int(meta["patch_size"])
     num_classes = int(meta["model"]["num_classes"])
     ending = NIFTI_ENDINGS[0]
@@ -120,10 +121,12 @@ def predict_folder(
         image, geom = load_input(case)
         image = normalise(image)
         if uncertainty:
-            main, mean = predict_volume(model, image, size, dev, mode="both", amp_dtype=amp)
+            main, mean = predict_volume(
+                model, image, size, dev, mode="both", amp_dtype=amp, channels_last=True
+            )
             save_volume(unc_target, normalised_entropy(mean).numpy(), geom, np.float32)
         else:
-            main = predict_volume(model, image, size, dev, amp_dtype=amp)
+            main = predict_volume(model, image, size, dev, amp_dtype=amp, channels_last=True)
         label_map = labels(main).numpy()
         if largest_component:
             label_map = largest_component_per_class(label_map, num_classes, fill=0)

@@ -22,6 +22,7 @@ from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.infer import dice_per_class, labels, predict_volume
 from dmsps.io.atomic import write_json
+from dmsps.models.fold import fold_batchnorm
 from dmsps.models.unet import DualDecoderNet, ModelConfig, count_parameters
 from dmsps.train.augment import augment_batch
 from dmsps.train.checkpoint import load_checkpoint, save_checkpoint
@@ -308,6 +309,7 @@ class Trainer:
         return terms
 
     def _validate(self, model: torch.nn.Module, volumes: list[Volume]) -> float:
+        model = fold_batchnorm(model, self.cfg.channels_last)
         scores = []
         for v in volumes:
             probs = predict_volume(
