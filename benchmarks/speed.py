@@ -671,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         help="extra configuration of our path timed alongside (e.g. nchw:channels_last=0)",
     )
     parser.add_argument("--no-infer", action="store_true", help="skip the inference phase")
+    parser.add_argument("--no-train", action="store_true", help="skip the training phase")
     parser.add_argument(
         "--settings",
         default=None,
@@ -702,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         infer_size = 256
     if args.settings:
         settings = [tuple(int(v) for v in s.lower().split("x")) for s in args.settings.split(",")]
+    if args.no_train:
+        settings = []
     warmup = args.warmup if args.warmup is not None else warmup + (2 if args.compile else 0)
     rounds = args.rounds or rounds
     steps = args.steps or steps
