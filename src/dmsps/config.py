@@ -112,7 +112,7 @@ def _acdc() -> RunConfig:
     )
     # Expansion at normalised entropy < 0.3, not the paper's 0.1: 0.1 left 41 % of the
     # myocardium and 8 % of the background unlabelled, so stage 2 met almost no loss on
-    # its seeds; 0.3 put stage 2 at or above stage 1 (docs/results.md, section 3).
+    # its seeds; 0.3 put stage 2 at or above stage 1 (docs/results.md, section 3b).
     return RunConfig(preset="acdc", stage1=s1, expand=ExpandConfig(threshold=0.3), stage2=s2)
 
 

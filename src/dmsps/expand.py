@@ -122,13 +122,14 @@ def expand_dataset(
             summary.labelled_cases += 1
         for c in range(k):
             summary.scribble_pixels[c] += int((scribble == c).sum())
-            mask = added & (seeds == c)
+            seed_c = seeds == c
+            mask = added & seed_c
             summary.added_pixels[c] += int(mask.sum())
             if label is not None:
                 truth = label == c
                 summary.added_correct[c] += int((mask & truth).sum())
                 summary.label_pixels[c] += int(truth.sum())
-                summary.seed_correct[c] += int((truth & (seeds == c)).sum())
+                summary.seed_correct[c] += int((truth & seed_c).sum())
     result = summary.to_dict(dataset.meta.class_names)
     result.update(threshold=threshold, tta=tta, checkpoint=str(checkpoint))
     write_json(out_dir / "expand_summary.json", result)

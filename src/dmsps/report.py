@@ -115,11 +115,11 @@ def write_report(
         "<th>added px</th><th>accuracy of added</th><th>coverage of the class</th></tr>"
     )
     for name, d in expand.get("classes", {}).items():
-        acc, cov = (d.get(k) for k in ("added_accuracy", "coverage"))
+        fractions = (d.get(k) for k in ("added_accuracy", "coverage"))
+        cells = "".join(f"<td>{'n/a' if x is None else f'{x:.3f}'}</td>" for x in fractions)
         parts.append(
             f"<tr><th>{html.escape(name)}</th><td>{d['scribble_pixels']}</td>"
-            f"<td>{d['added_pixels']}</td><td>{'n/a' if acc is None else f'{acc:.3f}'}</td>"
-            f"<td>{'n/a' if cov is None else f'{cov:.3f}'}</td></tr>"
+            f"<td>{d['added_pixels']}</td>{cells}</tr>"
         )
     parts.append(
         "</table><h2>Cases</h2><p>image | reference | stage 1 | stage 2 | "
