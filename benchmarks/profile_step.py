@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dmsps.train.cpu import tune_glibc_malloc
+from dmsps.device import tune_glibc_malloc
 from speed import BaselineTrain, OursTrain, Spec, _median
 
 

@@ -17,7 +17,7 @@ in code), for our training path and for ``benchmarks/baseline.py``:
   share of this machine's matmul peak measured in the same run (fp32 sgemm on CPU; on
   CUDA a bf16 matmul and the 989 TFLOP/s dense bf16 figure of an H100/H200 SXM);
 - the share of a step spent outside forward/backward/optimizer (data + augmentation);
-- whole-volume inference slices/s (``dmsps.infer.predict_volume`` against slice-by-slice);
+- whole-volume inference slices/s (``ResizedSliceInferer`` against slice-by-slice);
 - peak resident memory of each path (every path runs in its own worker process).
 
 Each path runs in its own worker process (so process-wide settings such as threads or
@@ -68,10 +68,12 @@ malloc tuned; variants change one thing of ours; img/s = median of 6 timed steps
 - torch.compile (inductor, CPU): 0.96x at 256 b24 and 0.94x at 128 b12 (1 thread),
   after 60-240 s of compiling: never pays back on CPU.
 - in-place LeakyReLU (models/unet.py): ~8 % at 256 b24 and less memory.
-- labels via ``max(0)`` instead of ``argmax(0)`` (``dmsps.infer.labels``): 8x faster
-  argmax, ~8 % of whole-volume inference.
-- tried and dropped: conv+BN folding for inference (+7 %, not worth a model copy per
-  call), bf16 autocast on this CPU (1.5x slower, no AMX), a matmul-based bilinear
+- labels via ``max(0)`` instead of ``argmax(0)`` (``dmsps.inference.uncertainty.labels``):
+  8x faster argmax, ~8 % of whole-volume inference.
+- conv+BN folding for inference (``dmsps.models.fold``, done once per inference copy):
+  1.26x whole-volume inference (docs/speed.md; an earlier per-call variant gave +7 % and
+  was dropped before the copy was made once).
+- tried and dropped: bf16 autocast on this CPU (1.5x slower, no AMX), a matmul-based bilinear
   upsampling (slower than the channels-last kernel), cheaper dropout RNG (mt19937 is the
   cost; no cheaper exact sampler in PyTorch).
 """
@@ -95,8 +97,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dmsps.device import release_heap, tune_glibc_malloc
 from dmsps.io.atomic import write_json
-from dmsps.train.cpu import release_heap, tune_glibc_malloc
 
 PROTO = "@@speed "
 GPU_BF16_DENSE_PEAK_TFLOPS = 989.0  # H100 / H200 SXM dense bf16 (no sparsity)
@@ -157,12 +159,15 @@ class MemoryDataset:
         return [str(i) for i in range(len(self.volumes))]
 
     def load_image(self, case: str):
-        return self.volumes[int(case)][0][None], None
+        from dmsps.io.nifti import Geometry
 
-    def load_scribble(self, case: str, folder=None):
+        image = self.volumes[int(case)][0]
+        return image[None], Geometry.from_spacing(image.shape, (1.0, 1.0, 1.0))
+
+    def load_scribble(self, case: str, folder=None, shape=None):
         return self.volumes[int(case)][1]
 
-    def load_label(self, case: str):
+    def load_label(self, case: str, shape=None):
         return None
 
 
@@ -220,15 +225,15 @@ def _count_flops(fn) -> int:
 
 
 class OursTrain:
-    """Our training step: the Trainer's own ``set_lr`` and ``train_step`` on a SliceStore."""
+    """Our training step: the Trainer's own ``set_lr`` and ``train_step`` on a SliceSampler."""
 
     def __init__(self, spec: Spec) -> None:
         import torch
 
         from dmsps.config import TrainConfig
         from dmsps.models.unet import DualDecoderNet
-        from dmsps.train.data import load_slices
-        from dmsps.train.loop import Trainer
+        from dmsps.train.samplers import load_slices
+        from dmsps.train.trainer import Trainer
 
         self.spec = spec
         ds = MemoryDataset(synthetic_volumes(spec.volumes, spec.depth, spec.lo, spec.hi, spec.seed))
@@ -296,7 +301,7 @@ class BaselineTrain:
     def __init__(self, spec: Spec) -> None:
         sys.path.insert(0, str(HERE))
         from baseline import baseline_train_step_factory
-        from dmsps.data.normalize import normalise
+        from dmsps.data.normalization import normalise
 
         vols = synthetic_volumes(spec.volumes, spec.depth, spec.lo, spec.hi, spec.seed)
         images, scribbles = [], []
@@ -342,9 +347,10 @@ class Infer:
     def __init__(self, spec: Spec) -> None:
         import torch
 
-        from dmsps.data.normalize import normalise
+        from dmsps.data.normalization import normalise
+        from dmsps.device import resolve_amp, resolve_device
+        from dmsps.inference.inferers import ResizedSliceInferer
         from dmsps.models.unet import DualDecoderNet, ModelConfig
-        from dmsps.train.loop import resolve_amp, resolve_device
 
         self.spec = spec
         self.device = resolve_device(spec.device)
@@ -362,9 +368,15 @@ class Infer:
         elif self.ours and spec.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model.eval()
+        self.inferer = ResizedSliceInferer(
+            (spec.size, spec.size),
+            device=self.device,
+            amp=self.amp,
+            channels_last=spec.channels_last,
+        )
 
     def one(self) -> float:
-        from dmsps.infer import labels, predict_volume
+        from dmsps.inference.uncertainty import labels
 
         sys.path.insert(0, str(HERE))
         from baseline import baseline_infer_volume
@@ -373,14 +385,7 @@ class Infer:
         t0 = time.perf_counter()
         for image in self.images:
             if self.ours:
-                probs = predict_volume(
-                    self.model,
-                    image,
-                    self.spec.size,
-                    self.device,
-                    amp_dtype=self.amp,
-                    channels_last=self.spec.channels_last,
-                )
+                probs = self.inferer(self.model, image)["main"]
                 labels(probs).numpy()
             else:
                 baseline_infer_volume(self.model, image[0], self.spec.size, self.device)

@@ -14,10 +14,10 @@ from scipy import ndimage
 from dmsps.cli import main
 from dmsps.config import apply_overrides, preset
 from dmsps.errors import DmspsError
-from dmsps.expand import expand_case
-from dmsps.infer import normalised_entropy
-from dmsps.pipeline import run_pipeline
-from dmsps.postprocess import largest_component_per_class
+from dmsps.inference.postprocess import largest_component_per_class
+from dmsps.inference.uncertainty import normalised_entropy
+from dmsps.pipeline.expand import expand_case
+from dmsps.pipeline.run import run_pipeline
 
 IGN = 4
 
@@ -134,7 +134,7 @@ def test_pipeline_end_to_end_resumes_and_keeps_geometry(tiny_dataset, tmp_path):
 def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys, monkeypatch):
     from dmsps.config import TrainConfig
     from dmsps.data.layout import Dataset
-    from dmsps.train.loop import Trainer
+    from dmsps.train.trainer import Trainer
 
     cfg = TrainConfig(
         iterations=2,
@@ -165,7 +165,7 @@ def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys, 
         lab[1, 10:14, 20:24] = 3
         return lab
 
-    monkeypatch.setattr("dmsps.predict.labels", blobs)
+    monkeypatch.setattr("dmsps.inference.predict.labels", blobs)
     for flag, folder in (([], "p_raw"), (["--largest-component"], "p_lcc")):
         assert main(["predict", ckpt, str(src), str(tmp_path / folder), *flag, "--quiet"]) == 0
     raw = np.asarray(nib.load(tmp_path / "p_raw/case006.nii.gz").dataobj)
@@ -205,13 +205,26 @@ class _PerPixel(torch.nn.Module):
         return (self.main(x), self.aux(x)) if aux else self.main(x)
 
 
+class _Predictor:
+    """The part of inference.predict.Predictor that expansion uses, around _PerPixel."""
+
+    def __init__(self) -> None:
+        from dmsps.inference.inferers import ResizedSliceInferer
+
+        self.inferer = ResizedSliceInferer((16, 16), channels_last=False)
+        self.model = _PerPixel()
+
+    def probabilities(self, image, outputs):
+        return self.inferer(self.model, image, outputs)
+
+
 def test_flip_tta_maps_predictions_back_to_the_image_grid():
-    from dmsps.expand import tta_probs
+    from dmsps.pipeline.expand import tta_probs
 
     image = np.random.default_rng(0).random((1, 3, 10, 12)).astype(np.float32)
-    model = _PerPixel()
-    plain = tta_probs(model, image, 16, torch.device("cpu"), flips=False)
-    tta = tta_probs(model, image, 16, torch.device("cpu"), flips=True)
+    predictor = _Predictor()
+    plain = tta_probs(predictor, image, flips=False)
+    tta = tta_probs(predictor, image, flips=True)
     # An equivariant model gains nothing from flips; a wrongly flipped-back
     # prediction (e.g. along Z) would not line up with the image.
     assert torch.allclose(tta, plain, atol=1e-5)

@@ -11,7 +11,7 @@ from dmsps.models.unet import DualDecoderNet, ModelConfig
 
 def _trained_like(dims: int) -> DualDecoderNet:
     torch.manual_seed(0)
-    model = DualDecoderNet(ModelConfig(features=[4, 8, 16, 32, 64], dims=dims))
+    model = DualDecoderNet(ModelConfig(features=[4, 8, 16, 32, 64], spatial_dims=dims))
     for m in model.modules():  # running statistics far from the 0/1 defaults
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-1, 1)

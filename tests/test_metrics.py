@@ -16,8 +16,8 @@ from scipy import ndimage
 
 from dmsps.cli import main
 from dmsps.data.layout import Dataset
+from dmsps.eval.evaluate import evaluate_folders, format_table
 from dmsps.eval.metrics import ClassMetrics, evaluate_case, summarise
-from dmsps.eval.report import evaluate_folders, format_table
 from dmsps.io.nifti import Geometry, save_volume
 
 SPACING = (3.0, 1.0, 2.0)  # (sz, sy, sx) mm: all different, so a swapped axis shows

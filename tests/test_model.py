@@ -45,7 +45,9 @@ def test_aux_decoder_gets_feature_dropout_only_in_training():
 
 def test_3d_variant_builds_and_runs():
     model = DualDecoderNet(
-        ModelConfig(dims=3, in_channels=4, features=[4, 8, 16], encoder_dropout=[0.0, 0.1, 0.2])
+        ModelConfig(
+            spatial_dims=3, in_channels=4, features=[4, 8, 16], encoder_dropout=[0.0, 0.1, 0.2]
+        )
     ).eval()
     main, _ = model(torch.randn(1, 4, 12, 20, 20))
     assert main.shape == (1, 4, 12, 20, 20)

@@ -43,8 +43,8 @@ from dmsps.config import TrainConfig
 from dmsps.data.layout import Dataset
 from dmsps.models.unet import DualDecoderNet, ModelConfig, count_parameters
 from dmsps.train.augment import augment_batch
-from dmsps.train.data import load_slices
-from dmsps.train.loop import Trainer
+from dmsps.train.samplers import load_slices
+from dmsps.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 IGNORE = 4

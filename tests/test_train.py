@@ -12,8 +12,8 @@ from dmsps.cli import main
 from dmsps.config import TrainConfig
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
-from dmsps.train.checkpoint import load_checkpoint
-from dmsps.train.loop import Trainer
+from dmsps.models.checkpoint import load_checkpoint
+from dmsps.train.trainer import Trainer
 
 SMALL = dict(
     iterations=6,
@@ -87,7 +87,8 @@ def test_checkpoint_carries_what_inference_needs(tiny_dataset, tmp_path):
     Trainer(Dataset(tiny_dataset), TrainConfig(**SMALL), tmp_path / "r", False).fit()
     meta = load_checkpoint(tmp_path / "r/checkpoints/best.pt")["meta"]
     assert meta["class_names"] == ["background", "RV", "Myo", "LV"]
-    assert meta["patch_size"] == 32 and meta["normalisation"] == "zscore"
+    assert meta["patch_size"] == [32, 32] and meta["normalization"] == ["zscore"]
+    assert meta["inference"] == {"kind": "resized-slices", "size": [32, 32]}
     assert meta["model"]["in_channels"] == 1 and meta["model"]["num_classes"] == 4
 
 
@@ -143,7 +144,7 @@ def test_cli_train_and_bad_options(tiny_dataset, tmp_path, capsys):
 
 def test_early_stopping_after_patience_without_improvement(tiny_dataset, tmp_path, monkeypatch):
     scores = iter([0.5, 0.6, 0.55, 0.58, 0.59, 0.9, 0.9, 0.9])
-    monkeypatch.setattr(Trainer, "_validate", lambda self, model, volumes: next(scores))
+    monkeypatch.setattr(Trainer, "validate", lambda self, model, volumes: next(scores))
     cfg = TrainConfig(**dict(SMALL, iterations=8, val_interval=1), patience=3)
     summary = Trainer(Dataset(tiny_dataset), cfg, tmp_path / "r", False).fit()
     # best 0.6 at iteration 2; iterations 3, 4, 5 bring nothing better -> stop at 5

@@ -26,7 +26,15 @@ class TrainConfig:
     method: str = "dmsps"  # pce | dmsps | dmpls | full
     iterations: int = 30000
     batch_size: int = 24
-    patch_size: int = 256  # slices are resized to patch_size x patch_size
+    spatial_dims: int = 2  # 2: slices; 3: volumes
+    # 2D "slices": every slice is resized to this; "patches": (Y, X) or (Z, Y, X) crops.
+    # One number means the same size on every axis.
+    patch_size: list[int] = field(default_factory=lambda: [256, 256])
+    sampler: str = "auto"  # auto (slices in 2D, patches in 3D) | slices | patches
+    annotated_fraction: float = 0.5  # patches: share centred on an annotated voxel
+    normalization: list[str] = field(default_factory=list)  # [] = from dataset.json
+    crop_nonzero: bool = False  # patches: crop cases to their non-zero box first
+    cache_dir: str = ""  # patches: preprocessed-case cache; "" = OUT/cache
     optimizer: str = "sgd"  # sgd | adam
     schedule: str = "auto"  # auto (poly for sgd, constant for adam) | poly | constant
     lr: float = 0.01
@@ -37,6 +45,13 @@ class TrainConfig:
     rampup: int = 100  # sigmoid ramp-up length of the pseudo-label weight, iterations
     augment: bool = True
     features: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
+    network: str = "unet"
+    norm: str = "batch"  # batch | instance
+    activation: str = "leakyrelu"  # leakyrelu | relu
+    join: str = "reduce"  # decoder: reduce (1x1 conv, then upsample) | concat
+    head_kernel: int = 3  # output convolution: 3 (2D research code) | 1 (3D)
+    inference_overlap: float = 0.5  # sliding-window overlap (patch-trained models)
+    inference_blend: str = "gaussian"  # sliding-window blending: gaussian | constant
     val_interval: int = 200
     patience: int = 10000  # early stop after this many iterations without improvement
     seed: int = 0
@@ -51,12 +66,35 @@ class TrainConfig:
     init_from: str = ""  # checkpoint to start from (stage 2 uses stage 1's best)
     scribble_dir: str = ""  # train on these seeds instead of scribblesTr (stage 2)
 
+    def __post_init__(self) -> None:
+        self.normalise()
+
+    def normalise(self) -> None:
+        """Accept the forms older configs and short CLI values use: ``patch_size: 256``
+        (release 0.1's square slice size) or one number for every axis."""
+        ps = self.patch_size
+        if isinstance(ps, int | float):
+            ps = [int(ps)]
+        ps = [int(p) for p in ps]
+        if len(ps) == 1:
+            ps = ps * self.spatial_dims
+        self.patch_size = ps
+
+    @property
+    def resolved_sampler(self) -> str:
+        if self.sampler != "auto":
+            return self.sampler
+        return "slices" if self.spatial_dims == 2 else "patches"
+
 
 @dataclass
 class ExpandConfig:
     threshold: float = 0.1  # normalised-entropy threshold for confident pixels
     tta: bool = False  # also average over flips when expanding
-    keep_largest: bool = True  # per slice and class keep only the largest component
+    keep_largest: bool = True  # per slice (2D) / volume (3D) and class: largest component
+    # Stage-2 target: "ignore" (uncertain voxels unlabelled, scribbles merged; PyMIC) or
+    # "dense" (uncertain voxels are background; the authors' original scripts).
+    target: str = "ignore"
 
 
 @dataclass
@@ -83,7 +121,7 @@ def _demo() -> RunConfig:
     s1 = TrainConfig(
         iterations=600,
         batch_size=8,
-        patch_size=96,
+        patch_size=[96, 96],
         val_interval=100,
         patience=1000,
         rampup=50,
@@ -98,13 +136,15 @@ def _demo() -> RunConfig:
 
 def _acdc() -> RunConfig:
     """CPU budget for ACDC (see docs/results.md for why these values)."""
-    s1 = TrainConfig(iterations=4000, batch_size=24, patch_size=128, lr=0.03, val_interval=200)
+    s1 = TrainConfig(
+        iterations=4000, batch_size=24, patch_size=[128, 128], lr=0.03, val_interval=200
+    )
     # Stage 2 uses annealed SGD, not the paper's constant-lr Adam: at this short budget
     # Adam's last weights lost 0.018 Dice to stage 1 (5 seeds), SGD did not.
     s2 = TrainConfig(
         iterations=1000,
         batch_size=24,
-        patch_size=128,
+        patch_size=[128, 128],
         val_interval=200,
         optimizer="sgd",
         lr=0.003,
@@ -181,7 +221,17 @@ def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
             raise DmspsError(f"override '{pair}' must look like section.field=value")
         key, value = pair.split("=", 1)
         set_field(cfg, key.strip(), value.strip())
+    _normalise_tree(cfg)
     return cfg
+
+
+def _normalise_tree(cfg: Any) -> None:
+    if hasattr(cfg, "normalise"):
+        cfg.normalise()
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            _normalise_tree(value)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -238,7 +288,23 @@ _HELP = {
     "method": "pce | dmsps | dmpls | full",
     "iterations": "training iterations",
     "batch_size": "slices per step",
-    "patch_size": "slices are resized to this square size",
+    "patch_size": "slices: resize every slice to this; patches: patch size, (Y, X) or "
+    "(Z, Y, X); one number for all axes",
+    "spatial_dims": "2 (slices) or 3 (volumes)",
+    "sampler": "auto | slices (resized 2D slices in memory) | patches (crops from the "
+    "memory-mapped case cache)",
+    "annotated_fraction": "share of patches centred on an annotated voxel",
+    "normalization": "per-channel schemes, e.g. zscore or ct-window:-150:250 "
+    "(default: from dataset.json's channel names)",
+    "crop_nonzero": "crop each case to its non-zero box before training (patches)",
+    "cache_dir": "folder for the preprocessed-case cache (default OUT/cache)",
+    "network": "network architecture (unet)",
+    "norm": "batch | instance",
+    "activation": "leakyrelu | relu",
+    "join": "decoder up-step: reduce (1x1 conv then upsample) | concat",
+    "head_kernel": "output convolution size: 3 or 1",
+    "inference_overlap": "sliding-window overlap in [0, 1)",
+    "inference_blend": "sliding-window blending: gaussian | constant",
     "optimizer": "sgd | adam",
     "schedule": "learning-rate schedule: auto (poly decay for sgd, constant for adam) | "
     "poly | constant",

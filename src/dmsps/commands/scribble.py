@@ -99,12 +99,8 @@ def _max_label(path) -> int:
     """Largest label in a file, after checking that it holds class indices only."""
     import numpy as np
 
-    from dmsps.errors import DataError
+    from dmsps.data.labels import max_label
     from dmsps.io.nifti import load_volume
 
     data, _ = load_volume(path, np.float64)
-    if not np.isfinite(data).all():
-        raise DataError(path, "label contains NaN or infinite values")
-    if (data < 0).any() or not np.array_equal(data, np.round(data)):
-        raise DataError(path, "labels must be non-negative whole numbers (class indices)")
-    return int(data.max()) if data.size else 0
+    return max_label(data, path)

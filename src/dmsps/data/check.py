@@ -12,14 +12,14 @@ should know about (an unused case, a missing label) that do not stop a run.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dmsps.data.layout import SPLITS, DatasetMeta
+from dmsps.data.labels import LabelError, check_label, check_scribble
+from dmsps.data.layout import SPLITS, DatasetMeta, split_channel
 from dmsps.errors import DataError
 from dmsps.io.nifti import NIFTI_ENDINGS, Geometry, load_volume
 
@@ -56,8 +56,6 @@ DISAGREEMENT_WARN = 0.10
 
 #: More than this fraction of voxels annotated suggests the ignore value is wrong.
 DENSE_SCRIBBLE_WARN = 0.5
-
-_CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 
 @dataclass
@@ -237,11 +235,11 @@ def _index_file(
 ) -> None:
     stem = path.name[: -len(ending)]
     if kind == "images":
-        m = _CHANNEL_RE.match(stem)
-        if not m:
+        case, channel = split_channel(stem)
+        if channel is None:
             report.warn(path, f"name does not follow <case>_0000{ending}; ignored")
             return
-        files.images[part].setdefault(m["case"], {})[int(m["channel"])] = path
+        files.images[part].setdefault(case, {})[channel] = path
     elif kind == "labels":
         files.labels[part][stem] = path
     else:
@@ -376,12 +374,8 @@ def _check_intensities(path: Path, arr: np.ndarray, report: CheckReport) -> None
 
 
 def _check_grid(path: Path, g: Geometry, ref: Geometry, ref_name: str, report: CheckReport) -> None:
-    if g.shape != ref.shape:
-        report.error(path, f"shape {g.shape} differs from {ref_name} {ref.shape}")
-    elif not g.same_grid(ref):
-        sp = tuple(round(s, 4) for s in g.spacing)
-        ref_sp = tuple(round(s, 4) for s in ref.spacing)
-        report.error(path, f"spacing {sp} mm differs from {ref_name} {ref_sp} mm")
+    if problem := g.mismatch(ref, "", ref_name):
+        report.error(path, problem.strip())
     elif not np.allclose(g.affine, ref.affine, rtol=1e-4, atol=1e-3):
         report.warn(path, f"same grid as {ref_name} but a different position/orientation")
 
@@ -395,32 +389,21 @@ def _check_map(
         return None
     if geom is not None:
         _check_grid(path, g, geom, "the image", report)
-    rounded = np.round(arr)
-    off = arr != rounded
-    if off.any():
-        report.error(
-            path,
-            f"{int(off.sum())} voxels hold non-integer values (e.g. {float(arr[off][0]):g}); "
-            f"a {kind} map must hold class numbers",
-        )
-        return None
-    if meta is None:
-        return None
-    top = meta.num_classes - 1 if kind == "label" else meta.ignore_value
-    values = rounded.astype(np.int64)
-    if values.size and (values.min() < 0 or values.max() > top):
-        bad = np.unique(values[(values < 0) | (values > top)])
-        shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
-        allowed = (
-            f"0..{top} ({', '.join(meta.class_names)})"
-            if kind == "label"
-            else f"0..{top - 1} for classes and {top} for unannotated"
-        )
-        report.error(path, f"values {shown} outside {allowed}")
+    try:
+        if meta is None:
+            check_label(arr, np.iinfo(np.int64).max, path, kind=kind)  # whole numbers only
+            return None
+        if kind == "label":
+            names = f" ({', '.join(meta.class_names)})"
+            values = check_label(arr, meta.num_classes, path, context=names)
+        else:
+            values = check_scribble(arr, meta.num_classes, meta.ignore_value, path)
+    except LabelError as exc:
+        report.error(path, exc.problem if isinstance(exc, DataError) else str(exc))
         return None
     if geom is not None and g.shape != geom.shape:
         return None
-    return values
+    return values.astype(np.int64)
 
 
 def _check_scribble_content(

@@ -17,11 +17,14 @@ user keeps everything together); ``Dataset.paths`` finds them either way.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from dmsps.data.labels import check_label, check_scribble
 from dmsps.errors import DataError, DmspsError
 from dmsps.io.atomic import write_json
 from dmsps.io.nifti import Geometry, load_volume, save_volume
@@ -41,6 +44,45 @@ LAYOUT_ENTRIES = (
     "labelsTs",
     "scribblesTs",
 )
+
+
+_CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+
+
+def split_channel(stem: str) -> tuple[str, int | None]:
+    """``"brain_0001"`` -> ("brain", 1); a name without a 4-digit suffix -> (name, None).
+
+    nnU-Net's convention: the channels of case NAME are NAME_0000, NAME_0001, ...
+    """
+    m = _CHANNEL_RE.match(stem)
+    return (m["case"], int(m["channel"])) if m else (stem, None)
+
+
+def channel_file(case: str, channel: int, ending: str = ".nii.gz") -> str:
+    return f"{case}_{channel:04d}{ending}"
+
+
+def load_channels(paths: Sequence[Path]) -> tuple[np.ndarray, Geometry]:
+    """(channels, Z, Y, X) float32 image of a case, one file per channel.
+
+    Every channel must lie on channel 0's grid and hold finite values: NaN in one voxel
+    turns every loss and prediction into NaN, hours later and far from the cause.
+    """
+    arrays, geom = [], None
+    for p in paths:
+        arr, g = load_volume(p, np.float32)
+        if not np.isfinite(arr).all():
+            n_nan = int(np.isnan(arr).sum())
+            n_inf = int((~np.isfinite(arr)).sum()) - n_nan
+            raise DataError(p, f"image holds {n_nan} NaN and {n_inf} infinite values")
+        if geom is None:
+            geom = g
+        elif problem := g.mismatch(geom, "channel", "channel 0's"):
+            raise DataError(p, problem)
+        arrays.append(arr)
+    if geom is None:
+        raise DmspsError("no image channels given")
+    return np.stack(arrays), geom
 
 
 @dataclass(frozen=True)
@@ -176,10 +218,16 @@ class Dataset:
     def cases_in(self, part: str) -> list[str]:
         """Case names found in imagesTr or imagesTs (from the channel-0 files)."""
         folder = self.root / f"images{part}"
-        suffix = f"_0000{self.meta.file_ending}"
+        end = self.meta.file_ending
         if not folder.is_dir():
             return []
-        return sorted(p.name[: -len(suffix)] for p in folder.iterdir() if p.name.endswith(suffix))
+        cases = []
+        for p in folder.iterdir():
+            if p.name.endswith(end) and not p.name.startswith("."):
+                case, channel = split_channel(p.name[: -len(end)])
+                if channel == 0:
+                    cases.append(case)
+        return sorted(cases)
 
     def split(self, name: str) -> list[str]:
         if name not in SPLITS:
@@ -196,7 +244,7 @@ class Dataset:
         end = self.meta.file_ending
         for part in ("Tr", "Ts"):
             images = [
-                self.root / f"images{part}" / f"{case}_{c:04d}{end}"
+                self.root / f"images{part}" / channel_file(case, c, end)
                 for c in range(self.num_channels)
             ]
             if images[0].is_file():
@@ -208,34 +256,43 @@ class Dataset:
                     label if label.is_file() else None,
                     scribble if scribble.is_file() else None,
                 )
-        raise DataError(self.root / "imagesTr" / f"{case}_0000{end}", f"no image for case '{case}'")
+        raise DataError(
+            self.root / "imagesTr" / channel_file(case, 0, end), f"no image for case '{case}'"
+        )
 
     # --- loading -------------------------------------------------------------------
     def load_image(self, case: str) -> tuple[np.ndarray, Geometry]:
         """(channels, Z, Y, X) float32 image and its geometry."""
-        paths = self.paths(case)
-        arrays = []
-        geom = None
-        for p in paths.images:
-            arr, g = load_volume(p, np.float32)
-            if geom is not None and not geom.same_grid(g):
-                raise DataError(p, f"channel grid {g.shape} differs from channel 0 {geom.shape}")
-            geom = geom or g
-            arrays.append(arr)
-        return np.stack(arrays), geom  # type: ignore[return-value]
+        return load_channels(self.paths(case).images)
 
-    def load_label(self, case: str) -> np.ndarray | None:
+    def load_label(self, case: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """Dense label (int16) of a case, checked against the class range; None if absent."""
         p = self.paths(case).label
-        return None if p is None else load_volume(p, np.float32)[0].round().astype(np.int16)
+        if p is None:
+            return None
+        arr, g = load_volume(p, np.float32)
+        if shape is not None and tuple(g.shape) != tuple(shape):
+            raise DataError(p, f"label shape {g.shape} differs from the image's {tuple(shape)}")
+        return check_label(arr, self.meta.num_classes, p, tolerance=1e-3).astype(np.int16)
 
-    def load_scribble(self, case: str, folder: Path | None = None) -> np.ndarray | None:
-        """Scribble of a case, from ``scribblesTr`` or an alternative folder (expanded seeds)."""
+    def scribble_path(self, case: str, folder: Path | None = None) -> Path | None:
         if folder is None:
-            p = self.paths(case).scribble
-        else:
-            p = Path(folder) / f"{case}{self.meta.file_ending}"
-            p = p if p.is_file() else None
-        return None if p is None else load_volume(p, np.float32)[0].round().astype(np.int16)
+            return self.paths(case).scribble
+        p = Path(folder) / f"{case}{self.meta.file_ending}"
+        return p if p.is_file() else None
+
+    def load_scribble(
+        self, case: str, folder: Path | None = None, shape: tuple[int, ...] | None = None
+    ) -> np.ndarray | None:
+        """Scribble of a case, from ``scribblesTr`` or an alternative folder (expanded seeds)."""
+        p = self.scribble_path(case, folder)
+        if p is None:
+            return None
+        arr, g = load_volume(p, np.float32)
+        if shape is not None and tuple(g.shape) != tuple(shape):
+            raise DataError(p, f"scribble shape {g.shape} differs from the image's {tuple(shape)}")
+        meta = self.meta
+        return check_scribble(arr, meta.num_classes, meta.ignore_value, p).astype(np.int16)
 
 
 class DatasetWriter:
@@ -266,7 +323,9 @@ class DatasetWriter:
                 f"{case}: {image.shape[0]} channels, dataset has {len(self.meta.channel_names)}"
             )
         for c in range(image.shape[0]):
-            save_volume(self._p("images", part, f"{case}_{c:04d}"), image[c], geometry, np.float32)
+            save_volume(
+                self._p("images", part, channel_file(case, c, "")), image[c], geometry, np.float32
+            )
         if label is not None:
             save_volume(self._p("labels", part, case), label, geometry, np.uint8)
         if scribble is not None:

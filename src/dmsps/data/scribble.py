@@ -22,6 +22,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order
 from skimage.morphology import skeletonize
 
+from dmsps.data.labels import check_label
 from dmsps.errors import DmspsError
 
 #: A class region smaller than this (pixels, per slice) gets no stroke: an annotator would
@@ -153,18 +154,7 @@ def _check_label(label: np.ndarray, num_classes: int) -> np.ndarray:
     label = np.asarray(label)
     if label.ndim not in (2, 3):
         raise DmspsError(f"label must be a 2D or 3D array, got shape {label.shape}")
-    if label.dtype.kind == "f":
-        if not np.isfinite(label).all():
-            raise DmspsError("label contains NaN or infinite values")
-        if not np.array_equal(label, np.round(label)):
-            raise DmspsError("label values must be whole numbers (class indices)")
-    elif label.dtype.kind not in "iub":
-        raise DmspsError(f"label must hold numbers, got dtype {label.dtype}")
-    if label.size and (label.min() < 0 or label.max() >= num_classes):
-        raise DmspsError(
-            f"label values must lie in 0..{num_classes - 1}, found {label.min():g}..{label.max():g}"
-        )
-    return label.astype(np.int64)
+    return check_label(label, num_classes).astype(np.int64)
 
 
 def simulate_scribble(
@@ -207,3 +197,25 @@ def simulate_scribble(
                 stroke = _thicken(stroke, region)
                 out[z][stroke] = c
     return out[0] if flat else out
+
+
+def keep_every_nth_slice(
+    scribble: np.ndarray, step: int, ignore: int, offset: int | None = None
+) -> np.ndarray:
+    """Scribbles on every ``step``-th slice (axis 0) only; the rest becomes ``ignore``.
+
+    Annotators of 3D volumes draw on a few slices, not on all of them. By default the
+    kept slices are centred in the stack: offset ``(Z - 1) // 2 % step``, so one kept
+    slice is the middle one, where structures are largest.
+    """
+    if step < 1:
+        raise DmspsError(f"slice step must be at least 1, got {step}")
+    out = np.array(scribble, copy=True)
+    if step == 1:
+        return out
+    z = out.shape[0]
+    start = ((z - 1) // 2) % step if offset is None else offset % step
+    drop = np.ones(z, bool)
+    drop[start::step] = False
+    out[drop] = ignore
+    return out

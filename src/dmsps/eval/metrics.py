@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dmsps.data.labels import check_label
+
 METRICS = ("dice", "hd95", "asd")
 
 
@@ -50,19 +52,10 @@ class ClassMetrics:
 
 
 def _as_labels(volume: np.ndarray, num_classes: int, what: str) -> np.ndarray:
-    """The volume as an array; ValueError unless it holds integers in 0..num_classes-1."""
-    arr = np.asarray(volume)
-    is_float = arr.size and not np.issubdtype(arr.dtype, np.integer) and arr.dtype != bool
-    if is_float and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
-        raise ValueError(f"{what} holds non-integer values; expected a label map")
-    if arr.size and (arr.min() < 0 or arr.max() > num_classes - 1):
-        bad = np.unique(arr[(arr < 0) | (arr > num_classes - 1)])
-        shown = ", ".join(str(int(v)) for v in bad[:10])
-        raise ValueError(
-            f"{what} holds label values {shown} outside 0..{num_classes - 1} "
-            f"(evaluating {num_classes} classes)"
-        )
-    return arr
+    """The volume as a class map; LabelError (a ValueError) unless it holds 0..C-1."""
+    return check_label(
+        volume, num_classes, what, kind=what, context=f" (evaluating {num_classes} classes)"
+    )
 
 
 def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
@@ -137,6 +130,17 @@ def evaluate_case(
     if len(spacing) != gt.ndim or not all(s > 0 and math.isfinite(s) for s in spacing):
         raise ValueError(f"spacing {spacing} must hold {gt.ndim} positive numbers")
     return {c: binary_metrics(pred == c, gt == c, spacing) for c in range(1, num_classes)}
+
+
+def dice_per_class(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> list[float]:
+    """Dice of classes 1..K-1 over the whole volume (both empty counts as 1): the fast
+    score that training validates with and keeps its best checkpoint by."""
+    out = []
+    for c in range(1, num_classes):
+        p, g = pred == c, gt == c
+        denom = p.sum() + g.sum()
+        out.append(1.0 if denom == 0 else float(2 * (p & g).sum() / denom))
+    return out
 
 
 def _stats(values: Sequence[float]) -> dict[str, float | int | None]:

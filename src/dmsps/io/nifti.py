@@ -42,6 +42,26 @@ class Geometry:
             self.spacing, other.spacing, rtol=tol, atol=tol
         )
 
+    def mismatch(self, ref: Geometry, what: str, ref_name: str) -> str | None:
+        """Why this grid is not ``ref``'s (shape, then spacing), or None when it is."""
+        if self.shape != ref.shape:
+            return f"{what} shape {self.shape} differs from {ref_name} {ref.shape}"
+        if not self.same_grid(ref):
+            sp = tuple(round(s, 4) for s in self.spacing)
+            ref_sp = tuple(round(s, 4) for s in ref.spacing)
+            return f"{what} spacing {sp} mm differs from {ref_name} {ref_sp} mm"
+        return None
+
+    def crop(self, box: tuple[slice, ...]) -> Geometry:
+        """The geometry of ``array[box]`` (a (Z, Y, X) box): the affine moves its origin to
+        the box's first voxel, so the cropped volume still sits where it was in space."""
+        start = [b.start or 0 for b in box]
+        stop = [b.stop if b.stop is not None else n for b, n in zip(box, self.shape, strict=True)]
+        shift = np.eye(4)
+        shift[:3, 3] = [start[2], start[1], start[0]]  # nibabel axis order (x, y, z)
+        shape = tuple(int(b - a) for a, b in zip(start, stop, strict=True))
+        return Geometry(affine=self.affine @ shift, shape=shape)  # type: ignore[arg-type]
+
 
 def is_nifti(path: str | Path) -> bool:
     return str(path).endswith(NIFTI_ENDINGS)

@@ -1,60 +1,123 @@
 """U-Net building blocks and the dual-decoder network used by DMSPS ("UNet-CCT").
 
-One set of blocks serves 2D and 3D (``dims``). The backbone is split into an encoder and
-a decoder so that the dual-decoder wrapper (``DualDecoderNet``) can give the auxiliary
-decoder channel-dropped features while the main decoder sees the clean ones.
+One set of blocks serves 2D and 3D (``spatial_dims``). The backbone is split into an
+encoder and a decoder so that the dual-decoder wrapper (``DualDecoderNet``) can give the
+auxiliary decoder channel-dropped features while the main decoder sees the clean ones.
+
+Two variants of the authors' code are options of the same blocks:
+
+* 2D (``UNet_CCT``): BatchNorm, LeakyReLU, each up-step reduces the deeper features to
+  the skip's width with a 1x1 convolution before upsampling (``join="reduce"``), and a
+  3x3 output convolution. The defaults.
+* 3D (``UNet_CCT_dp_3D``): InstanceNorm3d without affine parameters, ReLU, upsampling of
+  the full-width deeper features then concatenation with the skip (``join="concat"``),
+  and a 1x1x1 output convolution.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dmsps.errors import DmspsError
+
+NORMS = ("batch", "instance")
+ACTIVATIONS = ("leakyrelu", "relu")
+JOINS = ("reduce", "concat")
 
 
 @dataclass
 class ModelConfig:
     """Architecture of the dual-branch U-Net; saved in every checkpoint."""
 
+    spatial_dims: int = 2
     in_channels: int = 1
     num_classes: int = 4
     features: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
     encoder_dropout: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5])
     feature_dropout: float = 0.5
-    dims: int = 2
+    norm: str = "batch"
+    activation: str = "leakyrelu"
+    join: str = "reduce"
+    head_kernel: int = 3
+    network: str = "unet"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """Rebuild from a checkpoint; releases up to 0.1 called ``spatial_dims`` ``dims``."""
+        data = dict(data)
+        if "dims" in data:
+            data["spatial_dims"] = data.pop("dims")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DmspsError(f"unknown model setting(s) {unknown}: made by a newer dmsps?")
+        return cls(**data)
+
+    @property
+    def downsampling(self) -> int:
+        """How much the encoder shrinks each axis: inputs are padded to a multiple of it."""
+        return 2 ** (len(self.features) - 1)
+
+    def check(self) -> None:
+        for name, value, allowed in (
+            ("norm", self.norm, NORMS),
+            ("activation", self.activation, ACTIVATIONS),
+            ("join", self.join, JOINS),
+        ):
+            if value not in allowed:
+                raise DmspsError(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
+        if self.spatial_dims not in (2, 3):
+            raise DmspsError(f"spatial_dims must be 2 or 3, not {self.spatial_dims}")
+        if self.head_kernel not in (1, 3):
+            raise DmspsError(f"head_kernel must be 1 or 3, not {self.head_kernel}")
+        if len(self.features) != len(self.encoder_dropout):
+            raise DmspsError("features and encoder_dropout need the same length")
+        if len(self.features) < 2:
+            raise DmspsError("features needs at least two levels")
+
 
 def _layers(dims: int):
     if dims == 2:
-        return nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.Dropout2d
+        return nn.Conv2d, nn.MaxPool2d, nn.Dropout2d
     if dims == 3:
-        return nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d, nn.Dropout3d
-    raise ValueError(f"dims must be 2 or 3, got {dims}")
+        return nn.Conv3d, nn.MaxPool3d, nn.Dropout3d
+    raise ValueError(f"spatial_dims must be 2 or 3, got {dims}")
+
+
+def _norm(kind: str, dims: int, channels: int) -> nn.Module:
+    if kind == "batch":
+        return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels)
+    return (nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d)(channels)
+
+
+def _act(kind: str) -> nn.Module:
+    # In place on the norm's output (a norm's backward does not need it): one
+    # activation-sized buffer less per layer, ~8 % faster CPU steps at 256x256.
+    return nn.LeakyReLU(inplace=True) if kind == "leakyrelu" else nn.ReLU(inplace=True)
 
 
 class ConvBlock(nn.Sequential):
-    """conv-BN-LeakyReLU, dropout, conv-BN-LeakyReLU.
+    """conv-norm-act, dropout, conv-norm-act."""
 
-    The LeakyReLUs work in place on the BatchNorm output (BN's backward does not need
-    it): one activation-sized buffer less per layer, ~8 % faster CPU steps at 256x256.
-    """
-
-    def __init__(self, cin: int, cout: int, dropout: float, dims: int = 2) -> None:
-        conv, bn, _, _ = _layers(dims)
+    def __init__(self, cin: int, cout: int, dropout: float, cfg: ModelConfig) -> None:
+        conv, _, _ = _layers(cfg.spatial_dims)
+        d = cfg.spatial_dims
         super().__init__(
             conv(cin, cout, 3, padding=1),
-            bn(cout),
-            nn.LeakyReLU(inplace=True),
+            _norm(cfg.norm, d, cout),
+            _act(cfg.activation),
             nn.Dropout(dropout),
             conv(cout, cout, 3, padding=1),
-            bn(cout),
-            nn.LeakyReLU(inplace=True),
+            _norm(cfg.norm, d, cout),
+            _act(cfg.activation),
         )
 
 
@@ -62,13 +125,11 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         ft, dp = cfg.features, cfg.encoder_dropout
-        if len(ft) != len(dp):
-            raise ValueError("features and encoder_dropout need the same length")
-        _, _, pool, _ = _layers(cfg.dims)
+        _, pool, _ = _layers(cfg.spatial_dims)
         self.pool = pool(2)
         self.blocks = nn.ModuleList(
-            [ConvBlock(cfg.in_channels, ft[0], dp[0], cfg.dims)]
-            + [ConvBlock(ft[i - 1], ft[i], dp[i], cfg.dims) for i in range(1, len(ft))]
+            [ConvBlock(cfg.in_channels, ft[0], dp[0], cfg)]
+            + [ConvBlock(ft[i - 1], ft[i], dp[i], cfg) for i in range(1, len(ft))]
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -80,21 +141,29 @@ class Encoder(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """1x1 conv to the skip's width, (bi/tri)linear x2 up, concat [skip, up], conv block."""
+    """Upsample x2 ((bi/tri)linear), concatenate [skip, up], conv block.
 
-    def __init__(self, cin: int, cskip: int, cout: int, dims: int = 2) -> None:
+    ``join="reduce"``: a 1x1 conv first brings the deeper features to the skip's width
+    (align_corners=True upsampling, as the 2D research code). ``"concat"``: the full-width
+    features are upsampled (align_corners=False, nn.Upsample's default, as the 3D code).
+    """
+
+    def __init__(self, cin: int, cskip: int, cout: int, cfg: ModelConfig) -> None:
         super().__init__()
-        conv, _, _, _ = _layers(dims)
-        self.reduce = conv(cin, cskip, 1)
-        self.mode = "bilinear" if dims == 2 else "trilinear"
-        self.block = ConvBlock(2 * cskip, cout, 0.0, dims)
+        conv, _, _ = _layers(cfg.spatial_dims)
+        self.reduce = conv(cin, cskip, 1) if cfg.join == "reduce" else None
+        self.mode = "bilinear" if cfg.spatial_dims == 2 else "trilinear"
+        self.align = cfg.join == "reduce"
+        width = 2 * cskip if self.reduce is not None else cskip + cin
+        self.block = ConvBlock(width, cout, 0.0, cfg)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = self.reduce(x)
+        if self.reduce is not None:
+            x = self.reduce(x)
         if all(2 * s == t for s, t in zip(x.shape[2:], skip.shape[2:], strict=True)):
-            x = F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=True)
+            x = F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=self.align)
         else:
-            x = F.interpolate(x, size=skip.shape[2:], mode=self.mode, align_corners=True)
+            x = F.interpolate(x, size=skip.shape[2:], mode=self.mode, align_corners=self.align)
         return self.block(torch.cat([skip, x], dim=1))
 
 
@@ -102,11 +171,12 @@ class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         ft = cfg.features
-        conv, _, _, _ = _layers(cfg.dims)
+        conv, _, _ = _layers(cfg.spatial_dims)
         self.ups = nn.ModuleList(
-            [UpBlock(ft[i], ft[i - 1], ft[i - 1], cfg.dims) for i in range(len(ft) - 1, 0, -1)]
+            [UpBlock(ft[i], ft[i - 1], ft[i - 1], cfg) for i in range(len(ft) - 1, 0, -1)]
         )
-        self.head = conv(ft[0], cfg.num_classes, 3, padding=1)
+        k = cfg.head_kernel
+        self.head = conv(ft[0], cfg.num_classes, k, padding=k // 2)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         x = feats[-1]
@@ -121,18 +191,19 @@ class DualDecoderNet(nn.Module):
     ``forward`` returns (main_logits, aux_logits) in training; in eval mode the auxiliary
     decoder sees clean features (feature dropout is a training-time perturbation only),
     and ``forward(x, aux=False)`` skips it entirely for fast inference.
-    Inputs whose size is not a multiple of 2**(levels-1) are padded and cropped back.
+    Inputs whose size is not a multiple of ``cfg.downsampling`` are padded and cropped back.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        cfg.check()
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.main = Decoder(cfg)
         self.aux = Decoder(cfg)
-        _, _, _, drop = _layers(cfg.dims)
+        _, _, drop = _layers(cfg.spatial_dims)
         self.feature_dropout = drop(cfg.feature_dropout)
-        self.multiple = 2 ** (len(cfg.features) - 1)
+        self.multiple = cfg.downsampling
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         sizes = list(x.shape[2:])
@@ -164,8 +235,16 @@ class DualDecoderNet(nn.Module):
         return main, self._crop(self.aux(aux_feats), sizes)
 
 
-def build_model(cfg: ModelConfig) -> DualDecoderNet:
-    return DualDecoderNet(cfg)
+#: Networks by name (``ModelConfig.network``); each takes a ModelConfig.
+NETWORKS: dict[str, type[nn.Module]] = {"unet": DualDecoderNet}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    if cfg.network not in NETWORKS:
+        raise DmspsError(
+            f"unknown network '{cfg.network}' (available: {', '.join(sorted(NETWORKS))})"
+        )
+    return NETWORKS[cfg.network](cfg)
 
 
 def count_parameters(model: nn.Module) -> int:

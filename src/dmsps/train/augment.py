@@ -1,9 +1,11 @@
 """Batched augmentation with tensor ops (one grid_sample per batch, no per-sample loops).
 
-Per sample, as in the DMSPS/WSL4MIS recipe: with p 0.5 a random 90-degree rotation plus
-a flip; otherwise with p 0.5 a rotation by an angle in [-20, 20] degrees; otherwise
-nothing. Pixels rotated in from outside the slice get the ignore value in the scribble
-(so they are never supervised) and the slice's minimum intensity in the image.
+2D, per sample, as in the DMSPS/WSL4MIS recipe: with p 0.5 a random 90-degree rotation
+plus a flip; otherwise with p 0.5 a rotation by an angle in [-20, 20] degrees; otherwise
+nothing. 3D (off in the authors' 3D recipe, optional here): the same in the (Y, X) plane,
+where 3D medical volumes are usually sampled finest, plus a flip of each axis with p 0.5.
+Voxels rotated in from outside get the ignore value in the scribble (so they are never
+supervised) and the patch's minimum intensity in the image.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dmsps.train.data import host_to
+from dmsps.device import host_to
 
 
 def random_affines(batch: int, generator: torch.Generator, max_angle: float = 20.0) -> torch.Tensor:
@@ -51,7 +53,7 @@ def apply_affines(
     """
     mats = host_to(mats, image.device)
     grid = F.affine_grid(mats, list(image.shape), align_corners=False)
-    lo = image.amin(dim=(2, 3), keepdim=True)
+    lo = image.amin(dim=tuple(range(2, image.dim())), keepdim=True)
     out = F.grid_sample(
         image - lo, grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
@@ -66,10 +68,29 @@ def apply_affines(
     return out, warped
 
 
+def random_affines_3d(
+    batch: int, generator: torch.Generator, max_angle: float = 20.0
+) -> torch.Tensor:
+    """(B, 3, 4) affines for 5D affine_grid: the 2D recipe in the (Y, X) plane, then an
+    independent flip of each axis (Z, Y, X) with p 0.5."""
+    plane = random_affines(batch, generator, max_angle)  # acts on grid coords (x, y)
+    flips = torch.where(
+        torch.rand(batch, 3, generator=generator) < 0.5, -1.0, 1.0
+    )  # grid coordinate order (x, y, z)
+    mats = torch.zeros(batch, 3, 4)
+    mats[:, :2, :2] = plane[:, :, :2]
+    mats[:, 2, 2] = 1.0
+    return mats * torch.cat([flips, torch.ones(batch, 1)], 1)[:, None, :]
+
+
 def augment_batch(
     image: torch.Tensor,
     targets: list[torch.Tensor],
     fill: list[int],
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    return apply_affines(random_affines(image.shape[0], generator), image, targets, fill)
+    if image.dim() == 5:
+        mats = random_affines_3d(image.shape[0], generator)
+    else:
+        mats = random_affines(image.shape[0], generator)
+    return apply_affines(mats, image, targets, fill)

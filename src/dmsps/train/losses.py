@@ -21,10 +21,21 @@ def soft_ce(log_probs: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return -(q * log_probs).sum(dim=1).mean()
 
 
-def dice_loss(probs: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
-    """Soft Dice loss averaged over classes (background included), pooled over the batch."""
+def dice_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    smooth: float = 1e-5,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Soft Dice loss averaged over classes (background included), pooled over the batch.
+
+    ``mask`` (B, *spatial) bool leaves voxels out of both the overlap and the sizes.
+    """
     c = probs.shape[1]
     onehot = F.one_hot(target.long(), c).movedim(-1, 1).to(probs.dtype)
+    if mask is not None:
+        m = mask[:, None].to(probs.dtype)
+        probs, onehot = probs * m, onehot * m
     dims = (0, *range(2, probs.dim()))
     inter = (probs * onehot).sum(dims)
     denom = (probs * probs).sum(dims) + onehot.sum(dims)

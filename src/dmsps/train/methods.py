@@ -11,14 +11,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dmsps.errors import DmspsError
 from dmsps.train.losses import dice_loss, partial_ce, sigmoid_rampup, soft_ce
 
 
 @dataclass
 class Batch:
-    image: torch.Tensor  # (B, C_in, H, W) float
-    scribble: torch.Tensor  # (B, H, W) long, ignore = num_classes
-    label: torch.Tensor | None = None  # (B, H, W) dense labels, only for `full`
+    image: torch.Tensor  # (B, C_in, *spatial) float, spatial = (H, W) or (D, H, W)
+    scribble: torch.Tensor  # (B, *spatial) long, ignore = num_classes
+    label: torch.Tensor | None = None  # (B, *spatial) dense labels, only for `full`
 
 
 @dataclass
@@ -103,7 +104,11 @@ class DMPLS(Method):
 
 
 class Full(Method):
-    """Dense supervision (upper bound): CE + Dice on both decoders."""
+    """Dense supervision (upper bound): CE + Dice on both decoders.
+
+    Voxels holding the ignore value (patch padding beyond a volume's edge) are left out
+    of both terms; with none present this is plain CE + Dice.
+    """
 
     name = "full"
     needs_labels = True
@@ -111,9 +116,19 @@ class Full(Method):
     def loss(self, main, aux, batch, iteration, generator=None):
         if batch.label is None:
             raise ValueError("method 'full' needs dense labels")
-        y = batch.label
-        ce = 0.5 * (F.cross_entropy(main, y) + F.cross_entropy(aux, y))
-        dl = 0.5 * (dice_loss(torch.softmax(main, 1), y) + dice_loss(torch.softmax(aux, 1), y))
+        y, ig = batch.label, self.cfg.ignore
+        valid = y != ig
+        if bool(valid.all()):
+            ce = 0.5 * (F.cross_entropy(main, y) + F.cross_entropy(aux, y))
+            mask = None
+        else:
+            ce = 0.5 * (partial_ce(main, y, ig) + partial_ce(aux, y, ig))
+            mask = valid
+        y = torch.where(valid, y, torch.zeros_like(y))
+        dl = 0.5 * (
+            dice_loss(torch.softmax(main, 1), y, mask=mask)
+            + dice_loss(torch.softmax(aux, 1), y, mask=mask)
+        )
         return 0.5 * (ce + dl), {"ce": ce.detach(), "dice": dl.detach()}
 
 
@@ -125,6 +140,6 @@ DEFAULT_PL_WEIGHT = {"dmsps": 8.0, "dmpls": 0.5, "pce": 0.0, "full": 0.0}
 
 def build_method(name: str, ignore: int, pl_weight: float | None = None, rampup: int = 100):
     if name not in METHODS:
-        raise KeyError(name)
+        raise DmspsError(f"unknown method '{name}' (choose from {', '.join(METHODS)})")
     w = DEFAULT_PL_WEIGHT[name] if pl_weight is None else pl_weight
     return METHODS[name](MethodConfig(ignore=ignore, pl_weight=w, rampup=rampup))

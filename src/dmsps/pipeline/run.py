@@ -69,11 +69,11 @@ def run_pipeline(
     dataset_dir: Path, out: Path, cfg: RunConfig, progress: bool = True, log=print
 ) -> dict:
     """Stage 1 -> expand -> stage 2 -> predict -> evaluate -> report."""
-    from dmsps.eval.report import evaluate_folders
-    from dmsps.expand import expand_dataset, format_summary
-    from dmsps.predict import predict_folder
-    from dmsps.report import write_report
-    from dmsps.train.loop import Trainer
+    from dmsps.eval.evaluate import evaluate_folders
+    from dmsps.inference.predict import predict_folder
+    from dmsps.pipeline.expand import expand_dataset, format_summary
+    from dmsps.pipeline.report import write_report
+    from dmsps.train.trainer import Trainer
 
     ds = Dataset(dataset_dir)
     _check_config(out, cfg)
@@ -84,8 +84,11 @@ def run_pipeline(
         log(f"== {name}")
         return time.perf_counter()
 
+    # Both stages read patches from one preprocessed-case cache (patch training only).
+    s1cfg = copy.deepcopy(cfg.stage1)
+    s1cfg.cache_dir = s1cfg.cache_dir or str(out / "cache")
     t = step("stage 1: training on scribbles")
-    s1 = Trainer(ds, cfg.stage1, out / "stage1", progress).fit(resume=True)
+    s1 = Trainer(ds, s1cfg, out / "stage1", progress).fit(resume=True)
     timings["stage1"] = time.perf_counter() - t
     if cfg.checkpoint not in ("best", "last"):
         raise DmspsError(f"checkpoint must be 'best' or 'last', not '{cfg.checkpoint}'")
@@ -108,6 +111,7 @@ def run_pipeline(
             cfg.expand.keep_largest,
             cfg.stage1.device,
             progress,
+            target=cfg.expand.target,
         )
     log(format_summary(exp))
     timings["expand"] = time.perf_counter() - t
@@ -116,6 +120,7 @@ def run_pipeline(
     s2cfg = copy.deepcopy(cfg.stage2)
     s2cfg.init_from = str(best1)
     s2cfg.scribble_dir = str(seeds)
+    s2cfg.cache_dir = s2cfg.cache_dir or s1cfg.cache_dir
     s2 = Trainer(ds, s2cfg, out / "stage2", progress).fit(resume=True)
     timings["stage2"] = time.perf_counter() - t
 

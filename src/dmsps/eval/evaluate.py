@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmsps.data.labels import as_class_map, check_label, max_label
 from dmsps.errors import DataError, DmspsError
 from dmsps.eval.metrics import METRICS, ClassMetrics, evaluate_case, summarise
 from dmsps.io.atomic import write_json, write_text
@@ -135,20 +136,12 @@ def default_out_dir(pred_dir: str | Path) -> Path:
 def _load_labels(path: Path, num_classes: int | None) -> tuple[np.ndarray, Geometry]:
     """Label volume as int16 plus geometry; DataError naming the file for non-label data."""
     arr, geom = load_volume(path, np.float32)
-    rounded = np.rint(arr)  # tolerate float storage noise such as 2.9999998
-    if not np.all(np.isfinite(arr)) or np.any(np.abs(arr - rounded) > 1e-3):
-        raise DataError(path, "holds non-integer values; expected a label map")
-    arr = rounded
-    if arr.size and arr.min() < 0:
-        raise DataError(path, f"holds negative label value {int(arr.min())}")
-    if num_classes is not None and arr.size and arr.max() > num_classes - 1:
-        bad = np.unique(arr[arr > num_classes - 1]).astype(int).tolist()
-        raise DataError(
-            path,
-            f"holds label value(s) {_listing([str(v) for v in bad])} outside 0..{num_classes - 1} "
-            f"(evaluating {num_classes} classes; is --classes right?)",
-        )
-    return arr.astype(np.int16), geom
+    if num_classes is None:
+        max_label(arr, path, tolerance=1e-3)  # whole, non-negative numbers
+        return as_class_map(arr, path, tolerance=1e-3).astype(np.int16), geom
+    context = f" (evaluating {num_classes} classes; is --classes right?)"
+    out = check_label(arr, num_classes, path, tolerance=1e-3, context=context)
+    return out.astype(np.int16), geom
 
 
 def _infer_num_classes(paths: Sequence[Path]) -> int:

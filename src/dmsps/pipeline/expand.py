@@ -1,8 +1,15 @@
 """Stage 2 seeds: expand scribbles with the stage-1 model's confident predictions.
 
 p = mean softmax of both decoders (optionally over flips too); u = normalised entropy;
-seed = argmax(p) where u < threshold, else ignore; then per slice and class only the
-largest connected component stays; original scribbles always stay annotated.
+seed = argmax(p) where u < threshold. Then, per slice (2D models) or per volume (3D
+models), each class keeps only its largest connected component. Two targets:
+
+``ignore`` (default; PyMIC's)
+    uncertain voxels and the other components get the ignore value; the original
+    scribbles always stay annotated.
+``dense`` (the authors' original scripts)
+    every foreground class keeps its largest confident component and every other voxel,
+    uncertain ones included, becomes background: a dense target, scribbles not merged.
 """
 
 from __future__ import annotations
@@ -15,38 +22,59 @@ import torch
 from tqdm import tqdm
 
 from dmsps.data.layout import Dataset
-from dmsps.data.normalize import normalise
-from dmsps.infer import labels, normalised_entropy, predict_volume
+from dmsps.errors import DmspsError
+from dmsps.inference.postprocess import largest_component_per_class
+from dmsps.inference.predict import Predictor
+from dmsps.inference.uncertainty import labels, normalised_entropy
 from dmsps.io.atomic import write_json
 from dmsps.io.nifti import save_volume
-from dmsps.models.fold import fold_batchnorm
-from dmsps.postprocess import largest_component_per_class
-from dmsps.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+TARGETS = ("ignore", "dense")
 
 
 def expand_case(
-    probs: torch.Tensor, scribble: np.ndarray, threshold: float, ignore: int, keep_largest: bool
+    probs: torch.Tensor,
+    scribble: np.ndarray,
+    threshold: float,
+    ignore: int,
+    keep_largest: bool,
+    per_slice: bool = True,
+    target: str = "ignore",
 ) -> np.ndarray:
+    """Seeds (Z, Y, X) from mean probabilities (K, Z, Y, X) and the case's scribble."""
+    if target not in TARGETS:
+        raise DmspsError(f"expansion target must be ignore or dense, not '{target}'")
     num_classes = probs.shape[0]
     u = normalised_entropy(probs).numpy()
+    if target == "dense":
+        confident = np.where(u < threshold, labels(probs).numpy(), 0).astype(np.int16)
+        if not keep_largest:
+            return confident
+        fg = largest_component_per_class(
+            np.where(confident > 0, confident, ignore).astype(np.int16),
+            num_classes,
+            ignore,
+            per_slice=per_slice,
+        )
+        return np.where((fg > 0) & (fg != ignore), fg, 0).astype(np.int16)
     seeds = np.where(u < threshold, labels(probs).numpy(), ignore).astype(np.int16)
     if keep_largest:
-        seeds = largest_component_per_class(seeds, num_classes, ignore, per_slice=True)
+        seeds = largest_component_per_class(seeds, num_classes, ignore, per_slice=per_slice)
     annotated = scribble != ignore
     seeds[annotated] = scribble[annotated]
     return seeds
 
 
-def tta_probs(model, image: np.ndarray, size: int, device, flips: bool) -> torch.Tensor:
-    probs = predict_volume(model, image, size, device, mode="mean", channels_last=True)
+def tta_probs(predictor: Predictor, image: np.ndarray, flips: bool) -> torch.Tensor:
+    """Mean-decoder probabilities of a raw (C, Z, Y, X) image, optionally averaged over
+    flips of Y and of X (the in-plane axes, which every model treats alike)."""
+    probs = predictor.probabilities(image, ("mean",))["mean"]
     if not flips:
         return probs
     total = probs.clone()
-    for axis in (2, 3):  # flip Y, flip X of (C, Z, Y, X)
+    for axis in (2, 3):  # flip Y, flip X of (C, Z, Y, X); probs are (K, Z, Y, X) too
         flipped = np.flip(image, axis=axis).copy()
-        total += predict_volume(model, flipped, size, device, mode="mean", channels_last=True).flip(
-            axis
-        )
+        total += predictor.probabilities(flipped, ("mean",))["mean"].flip(axis)
     return total / 3
 
 
@@ -91,14 +119,15 @@ def expand_dataset(
     keep_largest: bool = True,
     device: str = "auto",
     progress: bool = True,
+    target: str = "ignore",
 ) -> dict:
     """Write expanded seeds for ``cases`` into ``out_dir``; resumes over existing files."""
-    from dmsps.train.loop import resolve_device
-
-    ckpt = load_checkpoint(checkpoint)
-    dev = resolve_device(device)
-    model = fold_batchnorm(model_from_checkpoint(ckpt).to(dev), channels_last=True)
-    size = int(ckpt["meta"]["patch_size"])
+    if target not in TARGETS:
+        raise DmspsError(f"expansion target must be ignore or dense, not '{target}'")
+    # Full precision: the entropy threshold is sensitive to bf16 rounding of near-0/1
+    # probabilities.
+    predictor = Predictor(checkpoint, device, amp="none")
+    per_slice = int(predictor.meta.get("spatial_dims", 2)) == 2
     k, ignore = dataset.meta.num_classes, dataset.meta.ignore_value
     out_dir.mkdir(parents=True, exist_ok=True)
     lists = ("scribble_pixels", "added_pixels", "added_correct", "label_pixels", "seed_correct")
@@ -107,14 +136,14 @@ def expand_dataset(
         scribble = dataset.load_scribble(case)
         if scribble is None:
             continue
-        image, geom = dataset.load_image(case)
-        target = out_dir / f"{case}{dataset.meta.file_ending}"
-        if target.is_file():  # resume: reuse what an interrupted run already wrote
+        target_path = out_dir / f"{case}{dataset.meta.file_ending}"
+        if target_path.is_file():  # resume: reuse what an interrupted run already wrote
             seeds = dataset.load_scribble(case, out_dir)
         else:
-            probs = tta_probs(model, normalise(image), size, dev, tta)
-            seeds = expand_case(probs, scribble, threshold, ignore, keep_largest)
-            save_volume(target, seeds, geom, np.uint8)
+            image, geom = dataset.load_image(case)
+            probs = tta_probs(predictor, image, tta)
+            seeds = expand_case(probs, scribble, threshold, ignore, keep_largest, per_slice, target)
+            save_volume(target_path, seeds, geom, np.uint8)
         label = dataset.load_label(case)
         added = (seeds != ignore) & (scribble == ignore)
         summary.cases += 1
@@ -131,7 +160,7 @@ def expand_dataset(
                 summary.label_pixels[c] += int(truth.sum())
                 summary.seed_correct[c] += int((truth & seed_c).sum())
     result = summary.to_dict(dataset.meta.class_names)
-    result.update(threshold=threshold, tta=tta, checkpoint=str(checkpoint))
+    result.update(threshold=threshold, tta=tta, target=target, checkpoint=str(checkpoint))
     write_json(out_dir / "expand_summary.json", result)
     return result
 

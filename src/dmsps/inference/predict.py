@@ -1,0 +1,181 @@
+"""Inference on NIfTI images: label maps (and uncertainty maps) with the input geometry.
+
+Everything about how to run a model comes from its checkpoint: the channels it expects,
+each channel's normalisation, the crop it was trained with, and the inferer (resized
+slices or sliding window) with its settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dmsps.data import normalization
+from dmsps.data.cache import preprocess
+from dmsps.data.layout import Dataset, load_channels, split_channel
+from dmsps.device import resolve_amp, resolve_device
+from dmsps.errors import DataError, DmspsError
+from dmsps.inference.inferers import Inferer, inference_settings, make_inferer
+from dmsps.inference.postprocess import largest_component_per_class
+from dmsps.inference.uncertainty import labels, normalised_entropy
+from dmsps.io.nifti import NIFTI_ENDINGS, is_nifti, save_volume, strip_ending
+from dmsps.io.paths import is_within
+from dmsps.models.checkpoint import load_checkpoint, model_from_checkpoint
+
+
+@dataclass
+class InputCase:
+    case: str
+    channels: list[Path]
+
+
+def find_inputs(source: Path, in_channels: int, split: str = "test") -> list[InputCase]:
+    """Cases from a dataset folder (its ``split``), a folder of NIfTIs, or one NIfTI file.
+
+    In a plain folder, ``NAME_0000.nii.gz``, ``NAME_0001.nii.gz``... are channels of case
+    NAME; a file without such a suffix is a single-channel case.
+    """
+    if source.is_file():
+        if in_channels != 1:
+            raise DmspsError(f"{source}: the model needs {in_channels} channels; pass a folder")
+        return [InputCase(strip_ending(source.name), [source])]
+    if not source.is_dir():
+        raise DmspsError(f"{source}: no such file or folder")
+    if (source / "dataset.json").is_file():
+        ds = Dataset(source)
+        if ds.num_channels != in_channels:
+            raise DmspsError(
+                f"{source}: dataset has {ds.num_channels} channels, the model needs {in_channels}"
+            )
+        cases = ds.split(split)
+        if not cases:
+            raise DmspsError(f"{source}: split '{split}' has no cases")
+        return [InputCase(c, ds.paths(c).images) for c in cases]
+    files = sorted(p for p in source.iterdir() if is_nifti(p) and not p.name.startswith("."))
+    if not files:
+        raise DmspsError(f"{source}: no NIfTI files (.nii/.nii.gz) found")
+    groups: dict[str, dict[int, Path]] = {}
+    for p in files:
+        case, channel = split_channel(strip_ending(p.name))
+        groups.setdefault(case, {})[0 if channel is None else channel] = p
+    out = []
+    for case, chans in sorted(groups.items()):
+        if sorted(chans) != list(range(in_channels)):
+            raise DataError(
+                next(iter(chans.values())),
+                f"case '{case}' has channels {sorted(chans)}, the model needs 0..{in_channels - 1}",
+            )
+        out.append(InputCase(case, [chans[i] for i in range(in_channels)]))
+    return out
+
+
+class Predictor:
+    """A loaded checkpoint ready to segment (C, Z, Y, X) images: the model, its
+    normalisation and crop, and its inferer."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        device: str = "auto",
+        amp: str = "auto",
+        progress: bool = False,
+        **inferer_overrides: Any,
+    ) -> None:
+        self.path = Path(checkpoint)
+        ckpt = load_checkpoint(self.path)
+        self.meta = meta = ckpt["meta"]
+        self.in_channels = int(meta["model"]["in_channels"])
+        self.num_classes = int(meta["model"]["num_classes"])
+        self.class_names = list(meta.get("class_names", []))
+        self.schemes = normalization.from_checkpoint(meta, self.in_channels)
+        self.crop_nonzero = bool(meta.get("crop_nonzero", False))
+        dev = resolve_device(device)
+        self.inferer: Inferer = make_inferer(
+            inference_settings(meta),
+            dev,
+            resolve_amp(amp, dev),
+            channels_last=True,
+            progress=progress,
+            **inferer_overrides,
+        )
+        self.model = self.inferer.prepare(model_from_checkpoint(ckpt, self.path))
+
+    def probabilities(
+        self, image: np.ndarray, outputs: tuple[str, ...] = ("main",)
+    ) -> dict[str, torch.Tensor]:
+        """Class probabilities (K, Z, Y, X) of a raw (C, Z, Y, X) image, on its full grid.
+
+        Voxels outside the crop a model was trained with are background with certainty.
+        """
+        if image.ndim != 4 or image.shape[0] != self.in_channels:
+            raise DmspsError(
+                f"image of shape {tuple(image.shape)}: the model needs ({self.in_channels}, "
+                "Z, Y, X)"
+            )
+        norm, box = preprocess(image, self.schemes, self.crop_nonzero)
+        probs = self.inferer(self.model, norm, outputs)
+        if tuple(norm.shape[1:]) == tuple(image.shape[1:]):
+            return probs
+        full = {}
+        for key, p in probs.items():
+            out = torch.zeros((p.shape[0], *image.shape[1:]), dtype=p.dtype)
+            out[0] = 1.0
+            out[(slice(None), *box)] = p
+            full[key] = out
+        return full
+
+    def segment(
+        self, image: np.ndarray, uncertainty: bool = False, largest_component: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(label map, uncertainty map or None) of a raw (C, Z, Y, X) image."""
+        outputs = ("main", "mean") if uncertainty else ("main",)
+        probs = self.probabilities(image, outputs)
+        label_map = labels(probs["main"]).numpy()
+        if largest_component:
+            label_map = largest_component_per_class(label_map, self.num_classes, fill=0)
+        unc = normalised_entropy(probs["mean"]).numpy() if uncertainty else None
+        return label_map, unc
+
+
+def predict_folder(
+    checkpoint: Path,
+    source: Path,
+    out: Path,
+    uncertainty: bool = False,
+    split: str = "test",
+    device: str = "auto",
+    progress: bool = True,
+    overwrite: bool = False,
+    largest_component: bool = False,
+    **inferer_overrides: Any,
+) -> list[Path]:
+    """Predict every case; existing outputs are kept (resume) unless ``overwrite``.
+
+    ``largest_component`` keeps each class's largest 3D component (see
+    dmsps.inference.postprocess).
+    """
+    predictor = Predictor(checkpoint, device, **inferer_overrides)
+    cases = find_inputs(source, predictor.in_channels, split)
+    src_dir = (source if source.is_dir() else source.parent).resolve()
+    if is_within(out, src_dir):
+        raise DmspsError(f"{out}: refusing to write into the input folder {src_dir}")
+    ending = NIFTI_ENDINGS[0]
+    written = []
+    for case in tqdm(cases, desc="predicting", disable=not progress):
+        target = out / f"{case.case}{ending}"
+        unc_target = out / "uncertainty" / f"{case.case}{ending}"
+        if target.is_file() and (not uncertainty or unc_target.is_file()) and not overwrite:
+            written.append(target)
+            continue
+        image, geom = load_channels(case.channels)
+        label_map, unc = predictor.segment(image, uncertainty, largest_component)
+        if unc is not None:
+            save_volume(unc_target, unc, geom, np.float32)
+        save_volume(target, label_map, geom, np.uint8)
+        written.append(target)
+    return written

@@ -1,0 +1,493 @@
+"""The one training loop for every method, stage, dimension and device.
+
+``Trainer.fit`` is a short sequence of steps that a variant overrides one at a time (as
+nnU-Net's trainer variants do): ``build_model``, ``build_data``, ``make_optimizer``,
+``set_lr``, ``train_step``, ``validate``, ``save_best`` / ``save_last`` and ``log``.
+
+Resumable and deterministic on CPU: the data/augmentation generator, the global torch
+RNG (dropout), optimizer state and the iteration are all in ``last.pt``; a resumed run
+reaches the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dmsps.config import TrainConfig
+from dmsps.data import normalization
+from dmsps.data.cache import CaseCache
+from dmsps.data.layout import Dataset
+from dmsps.device import resolve_amp, resolve_device, tune_glibc_malloc
+from dmsps.errors import DmspsError
+from dmsps.eval.metrics import dice_per_class
+from dmsps.inference.inferers import Inferer, make_inferer
+from dmsps.inference.uncertainty import labels
+from dmsps.io.atomic import write_json
+from dmsps.models.checkpoint import load_checkpoint, model_config, save_checkpoint
+from dmsps.models.unet import ModelConfig, build_model, count_parameters
+from dmsps.train.augment import augment_batch
+from dmsps.train.methods import METHODS, Batch, build_method
+from dmsps.train.samplers import (
+    CachedVolumes,
+    PatchSampler,
+    Sampler,
+    Volume,
+    load_slices,
+    load_volumes,
+)
+
+LOG_FIELDS = ["iteration", "loss", "sup", "pl", "w", "lr", "val_dice", "elapsed_s"]
+
+#: Version of the checkpoint metadata layout (release 0.1 wrote none: version 1).
+CHECKPOINT_FORMAT = 2
+
+
+def validate_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None) -> None:
+    """Reject settings that cannot work before any data is read."""
+    if cfg.method not in METHODS:
+        raise DmspsError(f"unknown method '{cfg.method}' (choose from {', '.join(METHODS)})")
+    if cfg.optimizer not in ("sgd", "adam"):
+        raise DmspsError(f"optimizer must be sgd or adam, not '{cfg.optimizer}'")
+    if cfg.schedule not in ("auto", "poly", "constant"):
+        raise DmspsError(f"schedule must be auto, poly or constant, not '{cfg.schedule}'")
+    for name in ("iterations", "batch_size", "val_interval"):
+        if getattr(cfg, name) <= 0:
+            raise DmspsError(f"{name} must be positive")
+    if cfg.spatial_dims not in (2, 3):
+        raise DmspsError(f"spatial_dims must be 2 or 3, not {cfg.spatial_dims}")
+    if cfg.sampler not in ("auto", "slices", "patches"):
+        raise DmspsError(f"sampler must be auto, slices or patches, not '{cfg.sampler}'")
+    if cfg.resolved_sampler == "slices" and cfg.spatial_dims != 2:
+        raise DmspsError("sampler 'slices' is 2D only; 3D training uses patches")
+    ps = cfg.patch_size
+    if len(ps) != cfg.spatial_dims or any(p <= 0 for p in ps):
+        raise DmspsError(
+            f"patch_size {ps} needs {cfg.spatial_dims} positive sizes for spatial_dims "
+            f"{cfg.spatial_dims}"
+        )
+    if model_cfg is not None:
+        model_cfg.check()
+        factor = model_cfg.downsampling
+        if any(p % factor for p in ps):
+            raise DmspsError(
+                f"patch_size {ps} must be a multiple of {factor} on every axis: the network "
+                f"halves each axis {len(model_cfg.features) - 1} times"
+            )
+    if not 0 <= cfg.inference_overlap < 1:
+        raise DmspsError("inference_overlap must be in [0, 1)")
+    for spec in cfg.normalization:
+        normalization.parse(spec)
+
+
+def _dropouts(levels: int) -> list[float]:
+    base = [0.05, 0.1, 0.2, 0.3, 0.5]
+    return base[:levels] if levels <= len(base) else base + [0.5] * (levels - len(base))
+
+
+class Trainer:
+    """Trains one stage into ``out``: checkpoints/{last,best}.pt, log.csv, final.json."""
+
+    def __init__(
+        self, dataset: Dataset, cfg: TrainConfig, out: Path, progress: bool = True
+    ) -> None:
+        cfg.normalise()
+        self.ds, self.cfg, self.out, self.progress = dataset, cfg, Path(out), progress
+        meta = dataset.meta
+        self.num_classes, self.ignore = meta.num_classes, meta.ignore_value
+        self.model_cfg = ModelConfig(
+            spatial_dims=cfg.spatial_dims,
+            in_channels=dataset.num_channels,
+            num_classes=self.num_classes,
+            features=list(cfg.features),
+            encoder_dropout=_dropouts(len(cfg.features)),
+            norm=cfg.norm,
+            activation=cfg.activation,
+            join=cfg.join,
+            head_kernel=cfg.head_kernel,
+            network=cfg.network,
+        )
+        validate_config(cfg, self.model_cfg)
+        self.schemes = normalization.resolve(
+            meta.channel_names, meta.extra.get("normalization"), cfg.normalization
+        )
+        self.device = resolve_device(cfg.device)
+        self.amp = resolve_amp(cfg.amp, self.device)
+        # fp16 needs loss scaling against underflow; bf16 and fp32 do not.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        if self.device.type == "cpu":
+            tune_glibc_malloc()
+        self.method = build_method(cfg.method, self.ignore, cfg.pl_weight, cfg.rampup)
+        self._cache: CaseCache | None = None
+
+    # --- paths -------------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "checkpoints" / "best.pt"
+
+    @property
+    def final_path(self) -> Path:
+        return self.out / "final.json"
+
+    def is_complete(self) -> bool:
+        return self.final_path.is_file() and self.best_path.is_file()
+
+    # --- what a checkpoint says about the model -----------------------------------------
+    def inference_settings(self) -> dict[str, Any]:
+        """How this model is run over a volume (stored in its checkpoints)."""
+        cfg = self.cfg
+        if cfg.resolved_sampler == "slices":
+            return {"kind": "resized-slices", "size": list(cfg.patch_size)}
+        return {
+            "kind": "sliding-window",
+            "roi": list(cfg.patch_size),
+            "overlap": cfg.inference_overlap,
+            "blend": cfg.inference_blend,
+        }
+
+    def meta(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model_cfg.to_dict(),
+            "class_names": self.ds.meta.class_names,
+            "channel_names": self.ds.meta.channel_names,
+            "ignore": self.ignore,
+            "spatial_dims": self.cfg.spatial_dims,
+            "patch_size": list(self.cfg.patch_size),
+            "normalization": [str(s) for s in self.schemes],
+            "crop_nonzero": self.cfg.crop_nonzero,
+            "inference": self.inference_settings(),
+            "train_config": asdict(self.cfg),
+            "dataset": str(self.ds.root),
+        }
+
+    def inferer(self) -> Inferer:
+        return make_inferer(
+            self.inference_settings(), self.device, self.amp, channels_last=self.cfg.channels_last
+        )
+
+    # --- steps -------------------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        """A fresh network (or stage 1's weights for stage 2), on the device."""
+        cfg = self.cfg
+        model = build_model(self.model_cfg)
+        if cfg.init_from:
+            init = load_checkpoint(cfg.init_from)
+            if model_config(init) != self.model_cfg:
+                raise DmspsError(f"{cfg.init_from}: its architecture differs from this run's")
+            model.load_state_dict(init["model"])
+        model.to(self.device)
+        if cfg.channels_last:
+            fmt = torch.channels_last if cfg.spatial_dims == 2 else torch.channels_last_3d
+            model.to(memory_format=fmt)
+        return model
+
+    def case_cache(self) -> CaseCache:
+        if self._cache is None:
+            root = Path(self.cfg.cache_dir) if self.cfg.cache_dir else self.out / "cache"
+            self._cache = CaseCache(root, self.ds, self.schemes, self.cfg.crop_nonzero)
+        return self._cache
+
+    def build_data(self) -> tuple[Sampler, Iterable[Volume]]:
+        """The training sampler and the validation volumes (those with labels)."""
+        cfg = self.cfg
+        train, val = self.ds.split("train"), self.ds.split("val")
+        scrib_dir = Path(cfg.scribble_dir) if cfg.scribble_dir else None
+        need = self.method.needs_labels
+        if cfg.resolved_sampler == "slices":
+            sampler = load_slices(
+                self.ds,
+                train,
+                cfg.patch_size,
+                scrib_dir,
+                need_labels=need,
+                progress=self.progress,
+                schemes=self.schemes,
+            ).to(self.device)
+            vols = load_volumes(self.ds, val, self.progress, self.schemes)
+            return sampler, [v for v in vols if v.label is not None]
+        if not train:
+            raise DmspsError(f"{self.ds.root}: the training split is empty")
+        cache = self.case_cache()
+        cache.prepare(train, scrib_dir, need_labels=need, progress=self.progress)
+        cache.prepare(val, with_scribbles=False, progress=self.progress, desc="preprocessing val")
+        sampler = PatchSampler(
+            cache,
+            train,
+            cfg.patch_size,
+            self.ignore,
+            scrib_dir,
+            need_labels=need,
+            annotated_fraction=cfg.annotated_fraction,
+            device=self.device,
+        )
+        return sampler, CachedVolumes(cache, val)
+
+    def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """The stage's optimiser; public so benchmarks and tests build the loop's own."""
+        cfg = self.cfg
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(
+                model.parameters(),
+                lr=cfg.lr,
+                momentum=cfg.momentum,
+                weight_decay=cfg.weight_decay,
+            )
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def set_lr(self, opt: torch.optim.Optimizer, it: int) -> float:
+        """Poly decay, or constant; ``auto`` is the paper's: poly for SGD, constant for Adam."""
+        cfg = self.cfg
+        lr = cfg.lr
+        schedule = cfg.schedule
+        if schedule == "auto":
+            schedule = "poly" if cfg.optimizer == "sgd" else "constant"
+        if schedule == "poly":
+            lr = cfg.lr * (1.0 - it / cfg.iterations) ** cfg.poly_power
+        for group in opt.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def train_step(self, model, opt, sampler: Sampler, gen: torch.Generator, it: int) -> dict:
+        """One iteration: sample, augment, forward, loss, backward, update.
+
+        The loop calls exactly this, and so do ``benchmarks/speed.py`` and the
+        equivalence test, so what is timed and checked is what trains. Returns the loss
+        terms as tensors (no host sync here; the loop reads them every log interval).
+        """
+        cfg = self.cfg
+        image, scrib, label = sampler.sample(cfg.batch_size, gen)
+        if cfg.augment:
+            targets = [scrib] if label is None else [scrib, label]
+            fills = [self.ignore] if label is None else [self.ignore, 0]
+            image, warped = augment_batch(image, targets, fills, gen)
+            scrib = warped[0]
+            label = warped[1] if label is not None else None
+        if cfg.channels_last:
+            fmt = torch.channels_last if image.dim() == 4 else torch.channels_last_3d
+            image = image.contiguous(memory_format=fmt)
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            main, aux = model(image)
+        loss, terms = self.method.loss(
+            main.float(), aux.float(), Batch(image, scrib, label), it, generator=gen
+        )
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+        terms["loss"] = loss.detach()
+        return terms
+
+    def validate(self, model: torch.nn.Module, volumes: Iterable[Volume]) -> float:
+        """Mean foreground Dice of the main decoder over the validation volumes."""
+        inferer = self.inferer()
+        net = inferer.prepare(model)
+        scores = []
+        for v in volumes:
+            pred = labels(inferer(net, v.image)["main"]).numpy()
+            scores.append(np.mean(dice_per_class(pred, v.label, self.num_classes)))
+        return float(np.mean(scores))
+
+    def payload(self, model: torch.nn.Module, it: int, best: dict) -> dict:
+        return {
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "meta": self.meta(),
+            "iteration": it,
+            "best": best,
+        }
+
+    def save_best(self, model: torch.nn.Module, it: int, best: dict) -> None:
+        save_checkpoint(self.best_path, self.payload(model, it, best))
+
+    def save_last(self, model, opt, gen: torch.Generator, it: int, best: dict) -> None:
+        payload = self.payload(model, it, best)
+        payload["optimizer"] = opt.state_dict()
+        payload["scaler"] = self.scaler.state_dict()
+        payload["rng"] = {
+            "torch": torch.get_rng_state(),
+            "data": gen.get_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+        save_checkpoint(self.last_path, payload)
+
+    def resume_state(self, model, opt, gen: torch.Generator) -> tuple[int, dict, list[dict]]:
+        """Restore weights, optimiser and RNG from last.pt: (iteration, best, log rows)."""
+        ck = load_checkpoint(self.last_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        gen.set_state(ck["rng"]["data"])
+        if self.device.type == "cuda" and ck["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ck["rng"]["cuda"], self.device)
+        start = ck["iteration"]
+        return start, ck["best"], _read_log(self.out / "log.csv", start)
+
+    # --- the loop ----------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict:
+        cfg = self.cfg
+        if self.is_complete():
+            return json.loads(self.final_path.read_text())
+        if self.last_path.exists() and not resume:
+            raise DmspsError(
+                f"{self.out}: holds an unfinished run; use --resume to continue it "
+                "or choose another output folder"
+            )
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.out / "config.json", asdict(cfg))
+
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        model = self.build_model()
+        opt = self.make_optimizer(model)
+        start, best, history = 0, {"dice": -1.0, "iteration": 0}, []
+        if resume and self.last_path.exists():
+            start, best, history = self.resume_state(model, opt, gen)
+        sampler, val = self.build_data()
+        has_val = len(val) > 0  # type: ignore[arg-type]
+
+        step_model = torch.compile(model) if cfg.compile else model
+        self._writer = _tensorboard(self.out) if cfg.tensorboard else None
+        self._log = _CsvLog(self.out / "log.csv", history)
+        t0 = time.perf_counter()
+        elapsed0 = history[-1]["elapsed_s"] if history else 0.0
+        status = "complete"
+        bar = tqdm(
+            total=cfg.iterations,
+            initial=start,
+            desc=f"train {cfg.method}",
+            disable=not self.progress,
+            unit="it",
+            dynamic_ncols=True,
+        )
+        it = start
+        try:
+            model.train()
+            while it < cfg.iterations:
+                if cfg.stop_at and it >= cfg.stop_at:
+                    status = "stopped"
+                    break
+                lr = self.set_lr(opt, it)
+                terms = self.train_step(step_model, opt, sampler, gen, it)
+                it += 1
+                bar.update(1)
+                row = None
+                if it % cfg.log_interval == 0 or it == cfg.iterations:
+                    row = {k: _num(v) for k, v in terms.items()}
+                    row.update(iteration=it, lr=lr)
+                    bar.set_postfix(
+                        loss=f"{row['loss']:.3f}",
+                        lr=f"{lr:.2e}",
+                        img_s=f"{(bar.format_dict.get('rate') or 0.0) * cfg.batch_size:.1f}",
+                    )
+                if it % cfg.val_interval == 0 or it == cfg.iterations:
+                    dice = self.validate(model, val) if has_val else float("nan")
+                    model.train()
+                    row = row or {"iteration": it, "lr": lr}
+                    row["val_dice"] = dice
+                    if (not has_val) or dice > best["dice"]:
+                        best = {"dice": dice if has_val else float("nan"), "iteration": it}
+                        self.save_best(model, it, best)
+                    self.save_last(model, opt, gen, it, best)
+                    if self.progress:
+                        bar.write(
+                            f"iter {it}: val mean Dice {dice:.4f} (best {best['dice']:.4f} "
+                            f"at {best['iteration']})"
+                        )
+                    if has_val and it - best["iteration"] >= cfg.patience:
+                        status = "early-stopped"
+                        break
+                if row is not None:
+                    row["elapsed_s"] = elapsed0 + time.perf_counter() - t0
+                    self.log(row, it)
+        except KeyboardInterrupt:
+            self.save_last(model, opt, gen, it, best)
+            bar.close()
+            raise
+        bar.close()
+        if it % cfg.val_interval != 0 and it != cfg.iterations:
+            self.save_last(model, opt, gen, it, best)
+        if self._writer is not None:
+            self._writer.close()
+        summary = {
+            "status": status,
+            "iterations": it,
+            "best_val_dice": best["dice"],
+            "best_iteration": best["iteration"],
+            "train_seconds": elapsed0 + time.perf_counter() - t0,
+            "parameters": count_parameters(model),
+            "train_samples": len(sampler),
+        }
+        if status != "stopped":
+            write_json(self.final_path, summary)
+        return summary
+
+    def log(self, row: dict, it: int) -> None:
+        """One row of log.csv (and TensorBoard scalars when enabled)."""
+        self._log.write(row)
+        if self._writer is not None:
+            for k, v in row.items():
+                if k != "iteration" and v == v:
+                    self._writer.add_scalar(k, v, it)
+
+
+def _num(v) -> float:
+    return float(v.item()) if isinstance(v, torch.Tensor) else float(v)
+
+
+class _CsvLog:
+    """Append-only CSV log; on resume the rows past the checkpoint are dropped first."""
+
+    def __init__(self, path: Path, history: list[dict]) -> None:
+        self.path = path
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, LOG_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            for row in history:
+                w.writerow(row)
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, LOG_FIELDS, extrasaction="ignore").writerow(
+                {k: row.get(k, "") for k in LOG_FIELDS}
+            )
+
+
+def _read_log(path: Path, upto: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if int(row["iteration"]) <= upto:
+                parsed = {k: float(v) if v not in ("", None) else "" for k, v in row.items()}
+                parsed["iteration"] = int(row["iteration"])
+                parsed["elapsed_s"] = parsed["elapsed_s"] or 0.0
+                rows.append(parsed)
+    return rows
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise DmspsError(
+            "TensorBoard logging needs the tensorboard package: pip install tensorboard"
+        ) from None
+    return SummaryWriter(str(out / "tensorboard"))
