@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmsps.data.synth import make_cardiac_dataset
+    from dmsps.data.synth.cardiac import make_cardiac_dataset
 
     out = make_cardiac_dataset(
         args.out,

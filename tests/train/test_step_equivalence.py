@@ -2,7 +2,7 @@
 
 The optimised training step (channels-last model, batched tensor augmentation, the
 Trainer's own ``train_step``) is compared with a plain reference written out here from the
-DESIGN.md formulas: an NCHW functional U-Net built from the same state dict and the
+docs/method.md formulas: an NCHW functional U-Net built from the same state dict and the
 DMSPS loss (pCE on both decoders, soft cross-entropy to q = alpha p1 + (1 - alpha) p2,
 sigmoid ramp-up). Same batch, same weights, same alpha; dropout p set to 0 in the
 optimised model (the reference has none), so the comparison is deterministic.
@@ -46,11 +46,11 @@ from dmsps.train.augment import augment_batch
 from dmsps.train.samplers import load_slices
 from dmsps.train.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IGNORE = 4
 
 
-# --- the reference, written out from DESIGN.md §1 --------------------------------------
+# --- the reference, written out from docs/method.md --------------------------------------
 def _conv_block(p: dict, name: str, x: torch.Tensor) -> torch.Tensor:
     """conv3x3-BN-LeakyReLU, (dropout: off), conv3x3-BN-LeakyReLU; BN on batch statistics."""
     for conv, bn in (("0", "1"), ("4", "5")):

@@ -62,7 +62,7 @@ def test_rampup_values():
 
 
 def _dmsps_reference(main, aux, y, alpha, w):
-    """The DESIGN.md formula written out with explicit loops over decoders."""
+    """The docs/method.md formula written out with explicit loops over decoders."""
     sup = 0.5 * (
         F.cross_entropy(main, y, ignore_index=IGN) + F.cross_entropy(aux, y, ignore_index=IGN)
     )

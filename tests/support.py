@@ -1,0 +1,48 @@
+"""Helpers shared by test modules (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from dmsps.cli import main
+
+#: Small (Z, Y, X) shape for importer sources.
+SHAPE = (3, 12, 10)
+
+#: A rotated, anisotropic affine, so that any axis mix-up shows in the tests.
+AFFINE = np.array(
+    [
+        [0.0, -1.4, 0.0, 120.0],
+        [1.4, 0.0, 0.0, -80.5],
+        [0.0, 0.0, 8.0, 33.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    """Run ``dmsps ARGV``; return (exit code, stdout + stderr). Never a traceback."""
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "Traceback" not in out
+    return code, out
+
+
+def random_case(seed: int, shape=SHAPE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, label 0..3, scribble with 4 = unannotated) of random content."""
+    rng = np.random.default_rng(seed)
+    image = rng.random(shape, dtype=np.float32)
+    label = rng.integers(0, 4, shape).astype(np.uint8)
+    scribble = np.full(shape, 4, np.uint16)
+    scribble[:, 2:4] = label[:, 2:4]
+    return image, label, scribble
+
+
+def nib_save(path: Path, zyx: np.ndarray, affine: np.ndarray = AFFINE) -> None:
+    """Write a (Z, Y, X) array the way external tools do: nibabel order (X, Y, Z)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.transpose(zyx, (2, 1, 0)), affine), str(path))
