@@ -38,14 +38,28 @@ def tiny_case(rng: np.random.Generator, z: int = 3, size: int = 32):
     return image, label, scribble
 
 
-def make_tiny_dataset(root: Path, n_train: int = 4, n_val: int = 2, n_test: int = 2, seed: int = 0):
+def make_tiny_dataset(
+    root: Path,
+    n_train: int = 4,
+    n_val: int = 2,
+    n_test: int = 2,
+    seed: int = 0,
+    z: int = 3,
+    channels: int = 1,
+):
+    """Tiny cardiac-like cases; ``z`` slices; extra channels are transformed copies."""
     rng = np.random.default_rng(seed)
-    w = DatasetWriter(root, cardiac_meta("tiny"))
+    meta = cardiac_meta("tiny")
+    if channels > 1:
+        meta.channel_names = ["MRI"] + [f"MRI{c}" for c in range(1, channels)]
+    w = DatasetWriter(root, meta)
     splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    geom = Geometry.from_spacing((3, 32, 32), (5.0, 1.5, 1.25))
+    geom = Geometry.from_spacing((z, 32, 32), (5.0, 1.5, 1.25))
     for i in range(n_train + n_val + n_test):
         split = "train" if i < n_train else "val" if i < n_train + n_val else "test"
-        image, label, scribble = tiny_case(rng)
+        image, label, scribble = tiny_case(rng, z=z)
+        if channels > 1:
+            image = np.stack([image * (c + 1) + 0.1 * c for c in range(channels)])
         name = f"case{i:03d}"
         w.write_case(
             name, image, geom, label, scribble if split != "test" else None, split == "test"
@@ -58,3 +72,9 @@ def make_tiny_dataset(root: Path, n_train: int = 4, n_val: int = 2, n_test: int 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_tiny_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture
+def tiny_dataset_3d(tmp_path: Path) -> Path:
+    """Two-channel volumes of 8 slices, for 3D training."""
+    return make_tiny_dataset(tmp_path / "tiny3d", n_train=3, n_val=1, n_test=1, z=8, channels=2)

@@ -34,6 +34,7 @@ class TrainConfig:
     annotated_fraction: float = 0.5  # patches: share centred on an annotated voxel
     normalization: list[str] = field(default_factory=list)  # [] = from dataset.json
     crop_nonzero: bool = False  # patches: crop cases to their non-zero box first
+    target_spacing: list[float] = field(default_factory=list)  # patches: resample, mm
     cache_dir: str = ""  # patches: preprocessed-case cache; "" = OUT/cache
     optimizer: str = "sgd"  # sgd | adam
     schedule: str = "auto"  # auto (poly for sgd, constant for adam) | poly | constant
@@ -50,6 +51,7 @@ class TrainConfig:
     activation: str = "leakyrelu"  # leakyrelu | relu
     join: str = "reduce"  # decoder: reduce (1x1 conv, then upsample) | concat
     head_kernel: int = 3  # output convolution: 3 (2D research code) | 1 (3D)
+    z_pooling: int = -1  # 3D: deepest down-steps that also halve Z (-1 = all)
     inference_overlap: float = 0.5  # sliding-window overlap (patch-trained models)
     inference_blend: str = "gaussian"  # sliding-window blending: gaussian | constant
     val_interval: int = 200
@@ -297,12 +299,16 @@ _HELP = {
     "normalization": "per-channel schemes, e.g. zscore or ct-window:-150:250 "
     "(default: from dataset.json's channel names)",
     "crop_nonzero": "crop each case to its non-zero box before training (patches)",
+    "target_spacing": "resample cases to this voxel spacing in mm, (Z, Y, X), before "
+    "training (patches; predictions come back on the input grid)",
     "cache_dir": "folder for the preprocessed-case cache (default OUT/cache)",
     "network": "network architecture (unet)",
     "norm": "batch | instance",
     "activation": "leakyrelu | relu",
     "join": "decoder up-step: reduce (1x1 conv then upsample) | concat",
     "head_kernel": "output convolution size: 3 or 1",
+    "z_pooling": "3D: how many of the deepest down-steps also halve Z (-1 = all; fewer "
+    "for thick slices)",
     "inference_overlap": "sliding-window overlap in [0, 1)",
     "inference_blend": "sliding-window blending: gaussian | constant",
     "optimizer": "sgd | adam",

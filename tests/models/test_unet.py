@@ -51,3 +51,37 @@ def test_3d_variant_builds_and_runs():
     ).eval()
     main, _ = model(torch.randn(1, 4, 12, 20, 20))
     assert main.shape == (1, 4, 12, 20, 20)
+
+
+def test_thick_slices_pool_z_only_at_the_deepest_levels():
+    cfg = ModelConfig(spatial_dims=3, features=[4, 8, 16, 32], z_pooling=1)
+    assert cfg.pool_sizes == [(1, 2, 2), (1, 2, 2), (2, 2, 2)] and cfg.multiples == (2, 8, 8)
+    model = DualDecoderNet(cfg).eval()
+    main, aux = model(torch.randn(1, 1, 6, 24, 16))
+    assert main.shape == aux.shape == (1, 4, 6, 24, 16)
+    assert ModelConfig(spatial_dims=3, features=[4, 8, 16]).multiples == (4, 4, 4)
+
+
+def test_authors_3d_variant_options():
+    """UNet_CCT_dp_3D: InstanceNorm3d without affine, ReLU, upsample-then-concatenate
+    without a 1x1 reduction, 1x1x1 output convolution."""
+    cfg = ModelConfig(
+        spatial_dims=3,
+        in_channels=4,
+        num_classes=3,
+        norm="instance",
+        activation="relu",
+        join="concat",
+        head_kernel=1,
+    )
+    model = DualDecoderNet(cfg)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.InstanceNorm3d)]
+    assert norms and all(not n.affine for n in norms)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
+    assert any(isinstance(m, torch.nn.ReLU) for m in model.modules())
+    assert all(up.reduce is None for up in model.main.ups)
+    # first up-step: 256 upsampled channels + 128 skip channels into the conv block
+    assert model.main.ups[0].block[0].in_channels == 256 + 128
+    assert model.main.head.kernel_size == (1, 1, 1)
+    main, _ = model.eval()(torch.randn(1, 4, 16, 32, 32))
+    assert main.shape == (1, 3, 16, 32, 32)

@@ -47,7 +47,7 @@ class _Predictor:
         self.inferer = ResizedSliceInferer((16, 16), channels_last=False)
         self.model = _PerPixel()
 
-    def probabilities(self, image, outputs):
+    def probabilities(self, image, outputs, spacing=None):
         return self.inferer(self.model, image, outputs)
 
 

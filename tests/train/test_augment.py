@@ -55,3 +55,31 @@ def test_augment_batch_is_deterministic_per_generator():
     a = augment_batch(img, [scrib], [IGN], torch.Generator().manual_seed(7))
     b = augment_batch(img, [scrib], [IGN], torch.Generator().manual_seed(7))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1][0], b[1][0])
+
+
+def test_3d_affines_rotate_in_plane_and_flip_axes():
+    from dmsps.train.augment import random_affines_3d
+
+    gen = torch.Generator().manual_seed(1)
+    mats = random_affines_3d(4000, gen)
+    assert mats.shape == (4000, 3, 4) and (mats[:, :, 3] == 0).all()  # no translation
+    # the z axis never mixes with the plane: only a flip
+    assert (mats[:, 2, :2] == 0).all() and (mats[:, :2, 2] == 0).all()
+    assert set(mats[:, 2, 2].unique().tolist()) == {-1.0, 1.0}
+    assert abs((mats[:, 2, 2] < 0).float().mean().item() - 0.5) < 0.03
+
+
+def test_3d_flip_of_z_is_exact_and_labels_follow_the_image():
+    img = torch.arange(2 * 4 * 4.0).view(1, 1, 2, 4, 4)
+    lab = (torch.arange(2 * 4 * 4).view(1, 2, 4, 4) % 3).long()
+    flip_z = torch.tensor([[[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, -1.0, 0]]])
+    out, (lab_out,) = apply_affines(flip_z, img, [lab], [IGN])
+    assert torch.allclose(out, img.flip(2), atol=1e-5)
+    assert torch.equal(lab_out, lab.flip(1))
+    a = augment_batch(
+        torch.randn(3, 2, 4, 8, 8),
+        [lab.repeat(3, 2, 2, 2)[:, :4, :8, :8]],
+        [IGN],
+        torch.Generator().manual_seed(3),
+    )
+    assert a[0].shape == (3, 2, 4, 8, 8) and a[1][0].shape == (3, 4, 8, 8)

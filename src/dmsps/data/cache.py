@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from dmsps.data.layout import Dataset
@@ -54,16 +56,51 @@ def nonzero_box(image: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
     return tuple(box)
 
 
+def resampled_shape(
+    shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None
+) -> tuple[int, ...]:
+    """Grid size after resampling ``shape`` at ``spacing`` mm to ``target`` mm per voxel."""
+    if not target:
+        return tuple(int(n) for n in shape)
+    return tuple(max(1, round(n * sp / t)) for n, sp, t in zip(shape, spacing, target, strict=True))
+
+
+def resample(array: np.ndarray | torch.Tensor, shape: Sequence[int], labels: bool = False):
+    """Resample the last three axes of a (C, Z, Y, X) array to ``shape``: trilinear for
+    intensities and probabilities, nearest for label maps (pass them as (1, Z, Y, X))."""
+    shape = tuple(int(n) for n in shape)
+    is_np = isinstance(array, np.ndarray)
+    t = torch.from_numpy(np.ascontiguousarray(array)) if is_np else array
+    if tuple(t.shape[-3:]) == shape:
+        return array
+    dtype = t.dtype
+    x = t[None].float()
+    if labels:
+        out = F.interpolate(x, size=shape, mode="nearest-exact")[0].to(dtype)
+    else:
+        out = F.interpolate(x, size=shape, mode="trilinear", align_corners=False)[0]
+    return out.numpy() if is_np else out
+
+
 def preprocess(
-    image: np.ndarray, schemes: Sequence[Normalization], crop_nonzero: bool
+    image: np.ndarray,
+    schemes: Sequence[Normalization],
+    crop_nonzero: bool,
+    spacing: Sequence[float] | None = None,
+    target_spacing: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """Crop (optionally) then normalise a (C, Z, Y, X) image; returns it and the box.
+    """Crop (optionally), resample (optionally) and normalise a (C, Z, Y, X) image;
+    returns it and the crop box (in the input's voxels).
 
     Training, validation and ``predict`` all go through here, so the statistics a model
     saw in training are the ones it sees at inference.
     """
     box = nonzero_box(image) if crop_nonzero else tuple(slice(0, n) for n in image.shape[1:])
     cropped = image[(slice(None), *box)]
+    if target_spacing:
+        if spacing is None:
+            raise DmspsError("resampling to a target spacing needs the image's spacing")
+        cropped = resample(cropped, resampled_shape(cropped.shape[1:], spacing, target_spacing))
     return normalise(cropped, schemes), box
 
 
@@ -109,17 +146,21 @@ class CaseCache:
         dataset: Dataset,
         schemes: Sequence[Normalization],
         crop_nonzero: bool = False,
+        target_spacing: Sequence[float] | None = None,
     ) -> None:
         self.root = Path(root)
         self.ds = dataset
         self.schemes = list(schemes)
         self.crop_nonzero = crop_nonzero
+        self.target_spacing = [float(t) for t in target_spacing] if target_spacing else None
         self.fingerprint = {
             "version": VERSION,
             "dataset": str(dataset.root.resolve()),
             "normalization": [str(s) for s in self.schemes],
             "crop_nonzero": crop_nonzero,
         }
+        if self.target_spacing:
+            self.fingerprint["target_spacing"] = self.target_spacing
         self._check_fingerprint()
 
     def _check_fingerprint(self) -> None:
@@ -168,15 +209,18 @@ class CaseCache:
             if fresh and (not need_labels or info["has_label"]):
                 return info
         image, geom = self.ds.load_image(case)
-        norm, box = preprocess(image, self.schemes, self.crop_nonzero)
+        norm, box = preprocess(
+            image, self.schemes, self.crop_nonzero, geom.spacing, self.target_spacing
+        )
         label = self.ds.load_label(case, shape=geom.shape)
         _save_npy(self._p("images", case), norm)
         if label is not None:
-            _save_npy(self._p("labels", case), label[box].astype(np.uint8))
+            _save_npy(self._p("labels", case), self._grid(label[box], norm.shape[1:]))
         info = {
             "case": case,
             "box": [[b.start, b.stop] for b in box],
             "shape": list(geom.shape),
+            "grid": list(norm.shape[1:]),
             "spacing": list(geom.spacing),
             "has_label": label is not None,
             "sources": {"images": sources["images"], "label": sources["label"]},
@@ -199,7 +243,7 @@ class CaseCache:
             where = folder or self.ds.root / "scribblesTr"
             raise DmspsError(f"{where}: no scribble for training case '{case}'")
         box = tuple(slice(a, b) for a, b in info["box"])
-        cropped = scribble[box].astype(np.uint8)
+        cropped = self._grid(scribble[box], info["grid"])
         rng = np.random.default_rng(zlib.crc32(case.encode()))  # same sample every build
         _save_npy(self._p("scribbles", case, tag), cropped)
         _save_npy(
@@ -208,6 +252,12 @@ class CaseCache:
         )
         info["scribbles"][tag] = stamp
         write_json(self._info_path(case), info)
+
+    @staticmethod
+    def _grid(label_map: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+        """A cropped label or scribble map on the cached image's grid, as uint8."""
+        out = resample(label_map.astype(np.uint8)[None], shape, labels=True)[0]
+        return np.ascontiguousarray(out, dtype=np.uint8)
 
     def prepare(
         self,

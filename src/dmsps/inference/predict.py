@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from dmsps.data import normalization
-from dmsps.data.cache import preprocess
+from dmsps.data.cache import preprocess, resample
 from dmsps.data.layout import Dataset, load_channels, split_channel
 from dmsps.device import resolve_amp, resolve_device
 from dmsps.errors import DataError, DmspsError
@@ -94,6 +94,7 @@ class Predictor:
         self.class_names = list(meta.get("class_names", []))
         self.schemes = normalization.from_checkpoint(meta, self.in_channels)
         self.crop_nonzero = bool(meta.get("crop_nonzero", False))
+        self.target_spacing = list(meta.get("target_spacing") or [])
         dev = resolve_device(device)
         self.inferer: Inferer = make_inferer(
             inference_settings(meta),
@@ -106,10 +107,15 @@ class Predictor:
         self.model = self.inferer.prepare(model_from_checkpoint(ckpt, self.path))
 
     def probabilities(
-        self, image: np.ndarray, outputs: tuple[str, ...] = ("main",)
+        self,
+        image: np.ndarray,
+        outputs: tuple[str, ...] = ("main",),
+        spacing: tuple[float, ...] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Class probabilities (K, Z, Y, X) of a raw (C, Z, Y, X) image, on its full grid.
 
+        A model trained on resampled cases runs on the image resampled the same way (so
+        ``spacing``, in mm, is needed) and its probabilities come back trilinearly.
         Voxels outside the crop a model was trained with are background with certainty.
         """
         if image.ndim != 4 or image.shape[0] != self.in_channels:
@@ -117,9 +123,16 @@ class Predictor:
                 f"image of shape {tuple(image.shape)}: the model needs ({self.in_channels}, "
                 "Z, Y, X)"
             )
-        norm, box = preprocess(image, self.schemes, self.crop_nonzero)
+        if self.target_spacing and spacing is None:
+            raise DmspsError("this model resamples its input: the image spacing is needed")
+        norm, box = preprocess(
+            image, self.schemes, self.crop_nonzero, spacing, self.target_spacing or None
+        )
         probs = self.inferer(self.model, norm, outputs)
-        if tuple(norm.shape[1:]) == tuple(image.shape[1:]):
+        cropped = tuple(b.stop - b.start for b in box)
+        if tuple(norm.shape[1:]) != cropped:
+            probs = {k: resample(p, cropped) for k, p in probs.items()}
+        if cropped == tuple(image.shape[1:]):
             return probs
         full = {}
         for key, p in probs.items():
@@ -130,11 +143,15 @@ class Predictor:
         return full
 
     def segment(
-        self, image: np.ndarray, uncertainty: bool = False, largest_component: bool = False
+        self,
+        image: np.ndarray,
+        uncertainty: bool = False,
+        largest_component: bool = False,
+        spacing: tuple[float, ...] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(label map, uncertainty map or None) of a raw (C, Z, Y, X) image."""
         outputs = ("main", "mean") if uncertainty else ("main",)
-        probs = self.probabilities(image, outputs)
+        probs = self.probabilities(image, outputs, spacing)
         label_map = labels(probs["main"]).numpy()
         if largest_component:
             label_map = largest_component_per_class(label_map, self.num_classes, fill=0)
@@ -173,7 +190,7 @@ def predict_folder(
             written.append(target)
             continue
         image, geom = load_channels(case.channels)
-        label_map, unc = predictor.segment(image, uncertainty, largest_component)
+        label_map, unc = predictor.segment(image, uncertainty, largest_component, geom.spacing)
         if unc is not None:
             save_volume(unc_target, unc, geom, np.float32)
         save_volume(target, label_map, geom, np.uint8)

@@ -10,6 +10,7 @@ arbitrary code. Only tensors, dicts, lists, strings and numbers are allowed in t
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses any global outside its allow-list before calling it.
-        what = str(exc).split("\n")[0] if "GLOBAL" in str(exc) else "a Python object"
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"it names {found.group(1)}" if found else "it holds Python objects"
         raise UnsafeCheckpointError(
-            f"{path}: refused to load: the file holds more than tensors and plain data "
-            f"({what[:120]}); loading it could run code. Only load checkpoints you trust, "
-            "and re-save them with dmsps"
+            f"{path}: refused to load: {what}, not just tensors and plain data, and loading "
+            "it could run code. Only use checkpoints from sources you trust"
         ) from None
     except Exception as exc:
         raise DmspsError(

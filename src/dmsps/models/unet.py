@@ -38,13 +38,21 @@ class ModelConfig:
     in_channels: int = 1
     num_classes: int = 4
     features: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
-    encoder_dropout: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5])
+    # None: the paper's [0.05, 0.1, 0.2, 0.3, 0.5], cut or extended to the depth
+    encoder_dropout: list[float] | None = None
     feature_dropout: float = 0.5
     norm: str = "batch"
     activation: str = "leakyrelu"
     join: str = "reduce"
     head_kernel: int = 3
     network: str = "unet"
+    # 3D only: how many of the deepest down-steps also halve Z (-1: all). Thick-slice
+    # volumes (ACDC: 5-10 mm slices, 1.5 mm pixels) keep their few slices longer.
+    z_pooling: int = -1
+
+    def __post_init__(self) -> None:
+        if self.encoder_dropout is None:
+            self.encoder_dropout = default_dropouts(len(self.features))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,9 +70,25 @@ class ModelConfig:
         return cls(**data)
 
     @property
-    def downsampling(self) -> int:
+    def pool_sizes(self) -> list[tuple[int, ...]]:
+        """Pooling kernel of each down-step, per axis."""
+        steps = len(self.features) - 1
+        if self.spatial_dims == 2:
+            return [(2, 2)] * steps
+        z = steps if self.z_pooling < 0 else min(self.z_pooling, steps)
+        return [(2 if i >= steps - z else 1, 2, 2) for i in range(steps)]
+
+    @property
+    def multiples(self) -> tuple[int, ...]:
         """How much the encoder shrinks each axis: inputs are padded to a multiple of it."""
-        return 2 ** (len(self.features) - 1)
+        out = [1] * self.spatial_dims
+        for size in self.pool_sizes:
+            out = [a * b for a, b in zip(out, size, strict=True)]
+        return tuple(out)
+
+    @property
+    def downsampling(self) -> int:
+        return max(self.multiples)
 
     def check(self) -> None:
         for name, value, allowed in (
@@ -82,6 +106,12 @@ class ModelConfig:
             raise DmspsError("features and encoder_dropout need the same length")
         if len(self.features) < 2:
             raise DmspsError("features needs at least two levels")
+
+
+def default_dropouts(levels: int) -> list[float]:
+    """The research code's encoder dropout per level, cut or extended to ``levels``."""
+    base = [0.05, 0.1, 0.2, 0.3, 0.5]
+    return base[:levels] if levels <= len(base) else base + [0.5] * (levels - len(base))
 
 
 def _layers(dims: int):
@@ -125,8 +155,8 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         ft, dp = cfg.features, cfg.encoder_dropout
-        _, pool, _ = _layers(cfg.spatial_dims)
-        self.pool = pool(2)
+        self.pool_sizes = cfg.pool_sizes
+        self._pool = F.max_pool2d if cfg.spatial_dims == 2 else F.max_pool3d
         self.blocks = nn.ModuleList(
             [ConvBlock(cfg.in_channels, ft[0], dp[0], cfg)]
             + [ConvBlock(ft[i - 1], ft[i], dp[i], cfg) for i in range(1, len(ft))]
@@ -135,7 +165,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
         for i, block in enumerate(self.blocks):
-            x = block(x if i == 0 else self.pool(x))
+            x = block(x if i == 0 else self._pool(x, self.pool_sizes[i - 1]))
             feats.append(x)
         return feats
 
@@ -148,8 +178,11 @@ class UpBlock(nn.Module):
     features are upsampled (align_corners=False, nn.Upsample's default, as the 3D code).
     """
 
-    def __init__(self, cin: int, cskip: int, cout: int, cfg: ModelConfig) -> None:
+    def __init__(
+        self, cin: int, cskip: int, cout: int, cfg: ModelConfig, scale: tuple[int, ...] = (2, 2)
+    ) -> None:
         super().__init__()
+        self.scale = scale if len(set(scale)) > 1 else scale[0]
         conv, _, _ = _layers(cfg.spatial_dims)
         self.reduce = conv(cin, cskip, 1) if cfg.join == "reduce" else None
         self.mode = "bilinear" if cfg.spatial_dims == 2 else "trilinear"
@@ -160,8 +193,9 @@ class UpBlock(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         if self.reduce is not None:
             x = self.reduce(x)
-        if all(2 * s == t for s, t in zip(x.shape[2:], skip.shape[2:], strict=True)):
-            x = F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=self.align)
+        scale = self.scale if isinstance(self.scale, tuple) else (self.scale,) * (x.dim() - 2)
+        if all(f * s == t for f, s, t in zip(scale, x.shape[2:], skip.shape[2:], strict=True)):
+            x = F.interpolate(x, scale_factor=self.scale, mode=self.mode, align_corners=self.align)
         else:
             x = F.interpolate(x, size=skip.shape[2:], mode=self.mode, align_corners=self.align)
         return self.block(torch.cat([skip, x], dim=1))
@@ -172,8 +206,12 @@ class Decoder(nn.Module):
         super().__init__()
         ft = cfg.features
         conv, _, _ = _layers(cfg.spatial_dims)
+        pools = cfg.pool_sizes
         self.ups = nn.ModuleList(
-            [UpBlock(ft[i], ft[i - 1], ft[i - 1], cfg) for i in range(len(ft) - 1, 0, -1)]
+            [
+                UpBlock(ft[i], ft[i - 1], ft[i - 1], cfg, pools[i - 1])
+                for i in range(len(ft) - 1, 0, -1)
+            ]
         )
         k = cfg.head_kernel
         self.head = conv(ft[0], cfg.num_classes, k, padding=k // 2)
@@ -191,7 +229,7 @@ class DualDecoderNet(nn.Module):
     ``forward`` returns (main_logits, aux_logits) in training; in eval mode the auxiliary
     decoder sees clean features (feature dropout is a training-time perturbation only),
     and ``forward(x, aux=False)`` skips it entirely for fast inference.
-    Inputs whose size is not a multiple of ``cfg.downsampling`` are padded and cropped back.
+    Inputs whose size is not a multiple of ``cfg.multiples`` are padded and cropped back.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -203,11 +241,11 @@ class DualDecoderNet(nn.Module):
         self.aux = Decoder(cfg)
         _, _, drop = _layers(cfg.spatial_dims)
         self.feature_dropout = drop(cfg.feature_dropout)
-        self.multiple = cfg.downsampling
+        self.multiples = cfg.multiples
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         sizes = list(x.shape[2:])
-        extra = [(-s) % self.multiple for s in sizes]
+        extra = [(-s) % m for s, m in zip(sizes, self.multiples, strict=True)]
         if not any(extra):
             return x, sizes
         pad: list[int] = []

@@ -65,16 +65,18 @@ def expand_case(
     return seeds
 
 
-def tta_probs(predictor: Predictor, image: np.ndarray, flips: bool) -> torch.Tensor:
+def tta_probs(
+    predictor: Predictor, image: np.ndarray, flips: bool, spacing: tuple | None = None
+) -> torch.Tensor:
     """Mean-decoder probabilities of a raw (C, Z, Y, X) image, optionally averaged over
     flips of Y and of X (the in-plane axes, which every model treats alike)."""
-    probs = predictor.probabilities(image, ("mean",))["mean"]
+    probs = predictor.probabilities(image, ("mean",), spacing)["mean"]
     if not flips:
         return probs
     total = probs.clone()
     for axis in (2, 3):  # flip Y, flip X of (C, Z, Y, X); probs are (K, Z, Y, X) too
         flipped = np.flip(image, axis=axis).copy()
-        total += predictor.probabilities(flipped, ("mean",))["mean"].flip(axis)
+        total += predictor.probabilities(flipped, ("mean",), spacing)["mean"].flip(axis)
     return total / 3
 
 
@@ -141,7 +143,7 @@ def expand_dataset(
             seeds = dataset.load_scribble(case, out_dir)
         else:
             image, geom = dataset.load_image(case)
-            probs = tta_probs(predictor, image, tta)
+            probs = tta_probs(predictor, image, tta, geom.spacing)
             seeds = expand_case(probs, scribble, threshold, ignore, keep_largest, per_slice, target)
             save_volume(target_path, seeds, geom, np.uint8)
         label = dataset.load_label(case)

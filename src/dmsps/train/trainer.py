@@ -34,7 +34,7 @@ from dmsps.inference.inferers import Inferer, make_inferer
 from dmsps.inference.uncertainty import labels
 from dmsps.io.atomic import write_json
 from dmsps.models.checkpoint import load_checkpoint, model_config, save_checkpoint
-from dmsps.models.unet import ModelConfig, build_model, count_parameters
+from dmsps.models.unet import ModelConfig, build_model, count_parameters, default_dropouts
 from dmsps.train.augment import augment_batch
 from dmsps.train.methods import METHODS, Batch, build_method
 from dmsps.train.samplers import (
@@ -77,21 +77,23 @@ def validate_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None) -> N
         )
     if model_cfg is not None:
         model_cfg.check()
-        factor = model_cfg.downsampling
-        if any(p % factor for p in ps):
+        multiples = list(model_cfg.multiples)
+        if any(p % m for p, m in zip(ps, multiples, strict=True)):
             raise DmspsError(
-                f"patch_size {ps} must be a multiple of {factor} on every axis: the network "
-                f"halves each axis {len(model_cfg.features) - 1} times"
+                f"patch_size {ps} must be a multiple of {multiples} (axis by axis): the "
+                f"network pools {len(model_cfg.features) - 1} times"
+            )
+    if cfg.target_spacing:
+        if cfg.resolved_sampler != "patches":
+            raise DmspsError("target_spacing needs the patches sampler (sampler=patches)")
+        if len(cfg.target_spacing) != 3 or any(t <= 0 for t in cfg.target_spacing):
+            raise DmspsError(
+                f"target_spacing needs 3 positive sizes in mm (Z, Y, X), got {cfg.target_spacing}"
             )
     if not 0 <= cfg.inference_overlap < 1:
         raise DmspsError("inference_overlap must be in [0, 1)")
     for spec in cfg.normalization:
         normalization.parse(spec)
-
-
-def _dropouts(levels: int) -> list[float]:
-    base = [0.05, 0.1, 0.2, 0.3, 0.5]
-    return base[:levels] if levels <= len(base) else base + [0.5] * (levels - len(base))
 
 
 class Trainer:
@@ -109,12 +111,13 @@ class Trainer:
             in_channels=dataset.num_channels,
             num_classes=self.num_classes,
             features=list(cfg.features),
-            encoder_dropout=_dropouts(len(cfg.features)),
+            encoder_dropout=default_dropouts(len(cfg.features)),
             norm=cfg.norm,
             activation=cfg.activation,
             join=cfg.join,
             head_kernel=cfg.head_kernel,
             network=cfg.network,
+            z_pooling=cfg.z_pooling,
         )
         validate_config(cfg, self.model_cfg)
         self.schemes = normalization.resolve(
@@ -171,6 +174,7 @@ class Trainer:
             "patch_size": list(self.cfg.patch_size),
             "normalization": [str(s) for s in self.schemes],
             "crop_nonzero": self.cfg.crop_nonzero,
+            "target_spacing": list(self.cfg.target_spacing),
             "inference": self.inference_settings(),
             "train_config": asdict(self.cfg),
             "dataset": str(self.ds.root),
@@ -200,7 +204,9 @@ class Trainer:
     def case_cache(self) -> CaseCache:
         if self._cache is None:
             root = Path(self.cfg.cache_dir) if self.cfg.cache_dir else self.out / "cache"
-            self._cache = CaseCache(root, self.ds, self.schemes, self.cfg.crop_nonzero)
+            self._cache = CaseCache(
+                root, self.ds, self.schemes, self.cfg.crop_nonzero, self.cfg.target_spacing
+            )
         return self._cache
 
     def build_data(self) -> tuple[Sampler, Iterable[Volume]]:
