@@ -232,8 +232,8 @@ class OursTrain:
 
         from dmsps.config import TrainConfig
         from dmsps.models.unet import DualDecoderNet
-        from dmsps.train.samplers import load_slices
-        from dmsps.train.trainer import Trainer
+        from dmsps.training.samplers import load_slices
+        from dmsps.training.trainer import Trainer
 
         self.spec = spec
         ds = MemoryDataset(synthetic_volumes(spec.volumes, spec.depth, spec.lo, spec.hi, spec.seed))
@@ -277,7 +277,7 @@ class OursTrain:
 
     def data_only(self) -> float:
         """The step's data part alone: sample + augment (same calls as ``train_step``)."""
-        from dmsps.train.augment import augment_batch
+        from dmsps.training.augment import augment_batch
 
         _sync(self.device)
         t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from dmsps.cli import main
 from dmsps.data.layout import Dataset
-from dmsps.eval.evaluate import evaluate_folders, format_table
+from dmsps.eval.evaluation import evaluate_folders, format_table
 from dmsps.eval.metrics import ClassMetrics, evaluate_case, summarise
 from dmsps.io.nifti import Geometry, save_volume
 

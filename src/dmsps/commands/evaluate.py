@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmsps.eval.evaluate import default_out_dir, evaluate_folders, format_table
+    from dmsps.eval.evaluation import default_out_dir, evaluate_folders, format_table
 
     names = None
     if args.class_names is not None:

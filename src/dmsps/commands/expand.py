@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmsps.data.layout import Dataset
-    from dmsps.pipeline.expand import expand_dataset, format_summary
+    from dmsps.pipeline.expansion import expand_dataset, format_summary
 
     if not 0 < args.threshold <= 1:
         raise DmspsError("--threshold must be in (0, 1]")

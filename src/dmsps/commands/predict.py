@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmsps.inference.predict import predict_folder
+    from dmsps.inference.predictor import predict_folder
 
     written = predict_folder(
         args.checkpoint,

@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmsps.config import apply_overrides, preset
-    from dmsps.eval.evaluate import format_table
-    from dmsps.pipeline.run import run_pipeline
+    from dmsps.eval.evaluation import format_table
+    from dmsps.pipeline.runner import run_pipeline
 
     overrides = list(args.overrides)
     for key, value in (("device", args.device), ("seed", args.seed)):

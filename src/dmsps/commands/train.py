@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmsps.data.layout import Dataset
-    from dmsps.train.trainer import Trainer
+    from dmsps.training.trainer import Trainer
 
     base = preset(args.preset)
     cfg = base.stage1 if args.stage == 1 else base.stage2

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from dmsps.errors import DmspsError
-from dmsps.train.losses import dice_loss, partial_ce, sigmoid_rampup, soft_ce
+from dmsps.training.losses import dice_loss, partial_ce, sigmoid_rampup, soft_ce
 
 
 @dataclass

@@ -69,11 +69,11 @@ def run_pipeline(
     dataset_dir: Path, out: Path, cfg: RunConfig, progress: bool = True, log=print
 ) -> dict:
     """Stage 1 -> expand -> stage 2 -> predict -> evaluate -> report."""
-    from dmsps.eval.evaluate import evaluate_folders
-    from dmsps.inference.predict import predict_folder
-    from dmsps.pipeline.expand import expand_dataset, format_summary
+    from dmsps.eval.evaluation import evaluate_folders
+    from dmsps.inference.predictor import predict_folder
+    from dmsps.pipeline.expansion import expand_dataset, format_summary
     from dmsps.pipeline.report import write_report
-    from dmsps.train.trainer import Trainer
+    from dmsps.training.trainer import Trainer
 
     ds = Dataset(dataset_dir)
     _check_config(out, cfg)

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dmsps.train.losses import dice_loss, partial_ce, sigmoid_rampup, soft_ce
-from dmsps.train.methods import Batch, build_method
+from dmsps.training.losses import dice_loss, partial_ce, sigmoid_rampup, soft_ce
+from dmsps.training.methods import Batch, build_method
 
 IGN = 4
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.inference.postprocess import largest_component_per_class
-from dmsps.inference.predict import Predictor
+from dmsps.inference.predictor import Predictor
 from dmsps.inference.uncertainty import labels, normalised_entropy
 from dmsps.io.atomic import write_json
 from dmsps.io.nifti import save_volume

@@ -10,7 +10,7 @@ import pytest
 
 from dmsps.config import apply_overrides, preset
 from dmsps.errors import DmspsError
-from dmsps.pipeline.run import run_pipeline
+from dmsps.pipeline.runner import run_pipeline
 
 
 def _tiny_cfg(tmp_iters: int = 4):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmsps.pipeline.expand import expand_case
+from dmsps.pipeline.expansion import expand_case
 
 IGN = 4
 
@@ -52,7 +52,7 @@ class _Predictor:
 
 
 def test_flip_tta_maps_predictions_back_to_the_image_grid():
-    from dmsps.pipeline.expand import tta_probs
+    from dmsps.pipeline.expansion import tta_probs
 
     image = np.random.default_rng(0).random((1, 3, 10, 12)).astype(np.float32)
     predictor = _Predictor()

@@ -13,7 +13,7 @@ from dmsps.config import TrainConfig
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.models.checkpoint import load_checkpoint
-from dmsps.train.trainer import Trainer
+from dmsps.training.trainer import Trainer
 
 SMALL = dict(
     iterations=6,

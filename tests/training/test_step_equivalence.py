@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from dmsps.config import TrainConfig
 from dmsps.data.layout import Dataset
 from dmsps.models.unet import DualDecoderNet, ModelConfig, count_parameters
-from dmsps.train.augment import augment_batch
-from dmsps.train.samplers import load_slices
-from dmsps.train.trainer import Trainer
+from dmsps.training.augment import augment_batch
+from dmsps.training.samplers import load_slices
+from dmsps.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 IGNORE = 4

@@ -10,7 +10,7 @@ from dmsps.data.cache import CaseCache
 from dmsps.data.layout import Dataset
 from dmsps.data.normalization import parse
 from dmsps.errors import DmspsError
-from dmsps.train.samplers import PatchSampler
+from dmsps.training.samplers import PatchSampler
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from dmsps.errors import DmspsError
-from dmsps.train.losses import dice_loss
-from dmsps.train.methods import METHODS, Batch, build_method
+from dmsps.training.losses import dice_loss
+from dmsps.training.methods import METHODS, Batch, build_method
 
 IGN = 4
 

@@ -35,9 +35,9 @@ from dmsps.inference.uncertainty import labels
 from dmsps.io.atomic import write_json
 from dmsps.models.checkpoint import load_checkpoint, model_config, save_checkpoint
 from dmsps.models.unet import ModelConfig, build_model, count_parameters, default_dropouts
-from dmsps.train.augment import augment_batch
-from dmsps.train.methods import METHODS, Batch, build_method
-from dmsps.train.samplers import (
+from dmsps.training.augment import augment_batch
+from dmsps.training.methods import METHODS, Batch, build_method
+from dmsps.training.samplers import (
     CachedVolumes,
     PatchSampler,
     Sampler,

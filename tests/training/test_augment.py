@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from dmsps.train.augment import apply_affines, augment_batch, random_affines
+from dmsps.training.augment import apply_affines, augment_batch, random_affines
 
 IGN = 4
 
@@ -58,7 +58,7 @@ def test_augment_batch_is_deterministic_per_generator():
 
 
 def test_3d_affines_rotate_in_plane_and_flip_axes():
-    from dmsps.train.augment import random_affines_3d
+    from dmsps.training.augment import random_affines_3d
 
     gen = torch.Generator().manual_seed(1)
     mats = random_affines_3d(4000, gen)
