@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmsps.data.labels import check_label, convert_scribble, remap
+from dmsps.data.labels import as_class_map, check_label, convert_scribble, remap
 from dmsps.data.layout import (
     LAYOUT_ENTRIES,
     SPLITS,
@@ -355,6 +355,40 @@ def load_nifti_case(
     return CaseData(np.ascontiguousarray(image), geom, label, scribble, source)
 
 
+def find_scribble_files(folder: Path, cases: set[str], warnings: list[str]) -> dict[str, Path]:
+    """Case -> scribble file (``<case>`` or ``<case>_scribble``) of the train/val cases."""
+    if not folder.is_dir():
+        raise DmspsError(f"{folder}: scribble folder not found")
+    found: dict[str, Path] = {}
+    for stem, path in index_by_stem([folder], recursive=False).items():
+        case = stem.removesuffix("_scribble")
+        if case not in cases:
+            warnings.append(f"{path}: warning: scribble matches no train/val case; ignored")
+        elif case in found:
+            raise DataError(path, f"ambiguous: {found[case]} is also the scribble of '{case}'")
+        else:
+            found[case] = path
+    return found
+
+
+def check_source_values(
+    path: Path, allowed: set[int], kind: str, what: str, unannotated: int | None = None
+) -> None:
+    """Refuse source values outside ``allowed``: a label mapping would otherwise turn them
+    silently into background. ``what`` names the allowed labels in the message."""
+    arr, _ = load_volume(path, np.float32)
+    values = np.unique(as_class_map(arr, path, kind))
+    bad = [int(v) for v in values if int(v) not in allowed]
+    if bad:
+        shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        tail = (
+            f"not {what}"
+            if unannotated is None
+            else f"neither {what} nor the unannotated value {unannotated} (--scribble-unannotated)"
+        )
+        raise DataError(path, f"{kind} values {shown} are {tail}")
+
+
 def print_warnings(result: ImportResult) -> None:
     for line in result.warnings:
         print(line, file=sys.stderr)
@@ -375,18 +409,23 @@ def add_out_arguments(p: argparse.ArgumentParser, default_name: str | None) -> N
     )
 
 
-def add_scribble_arguments(p: argparse.ArgumentParser, value_map: bool = True) -> None:
+def add_scribble_arguments(
+    p: argparse.ArgumentParser, value_map: bool = True, simulate_flag: bool = True
+) -> None:
+    """Scribble options; ``simulate_flag=False`` for sources whose train/val cases always
+    get simulated scribbles when they have no file."""
     if value_map:
         p.add_argument(
             "--scribble-map",
             metavar="OLD:NEW,...",
             help="relabel scribble values before conversion, e.g. 1:0,2:1",
         )
-    p.add_argument(
-        "--simulate-scribbles",
-        action="store_true",
-        help="draw scribbles from the labels of train/val cases that have no scribble file",
-    )
+    if simulate_flag:
+        p.add_argument(
+            "--simulate-scribbles",
+            action="store_true",
+            help="draw scribbles from the labels of train/val cases that have no scribble file",
+        )
     p.add_argument(
         "--scribble-density",
         type=float,

@@ -1,0 +1,186 @@
+"""`dmsps import word`: the WORD abdominal CT release in its official layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dmsps.data.check import check_dataset
+from dmsps.data.layout import Dataset
+from tests.data.importers.sources import (
+    WORD_CASES,
+    WORD_ORGANS,
+    WORD_SHAPE,
+    word_case,
+    write_word_source,
+)
+from tests.support import AFFINE, nib_save, run_cli
+
+PAPER_CLASSES = [
+    "background",
+    "liver",
+    "spleen",
+    "kidney_left",
+    "kidney_right",
+    "stomach",
+    "gallbladder",
+    "pancreas",
+]
+
+
+@pytest.fixture
+def word_src(tmp_path: Path) -> Path:
+    src = tmp_path / "download" / "WORD-V0.1.0"
+    write_word_source(src)
+    return src
+
+
+def _world(affine: np.ndarray, zyx) -> np.ndarray:
+    z, y, x = zyx
+    return (affine @ [x, y, z, 1.0])[:3]
+
+
+def _voxel(affine: np.ndarray, world: np.ndarray) -> tuple[int, int, int]:
+    """(Z, Y, X) index of a world point, which must lie on a voxel centre."""
+    x, y, z = (np.linalg.inv(affine) @ [*world, 1.0])[:3]
+    np.testing.assert_allclose([x, y, z], np.round([x, y, z]), atol=1e-4)
+    return round(z), round(y), round(x)
+
+
+def _error_line(text: str) -> str:
+    """The one line an error prints (after the progress bar it may clear)."""
+    assert text.count("\n") == 1, text
+    return text.split("\r")[-1].strip()
+
+
+def _pancreas_voxel(index: int) -> tuple[int, int, int]:
+    (y0, _), (x0, _) = WORD_ORGANS[8]
+    return 3, y0 + 1, x0 + 1 + index
+
+
+def test_word_import_default(word_src: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code, text = run_cli(capsys, "import", "word", word_src.parent, out)  # the release's parent
+    assert code == 0, text
+    report = check_dataset(out)
+    assert report.ok, report.problem_lines()
+    assert not report.warnings, report.problem_lines()  # every class is scribbled
+    ds = Dataset(out)
+    assert ds.meta.class_names == PAPER_CLASSES and ds.meta.ignore_value == 8
+    assert ds.meta.channel_names == ["CT"]
+    assert ds.splits == {
+        "train": ["word_0001", "word_0002"],
+        "val": ["word_0003"],
+        "test": ["word_0004"],
+    }
+    assert (out / "labelsTs" / "word_0004.nii.gz").is_file()
+    assert not (out / "scribblesTs").exists() and ds.load_scribble("word_0004") is None
+    for index, case in enumerate(WORD_CASES):
+        source_image, source_label = word_case(index)
+        image, geom = ds.load_image(case)
+        label = ds.load_label(case)
+        # Body crop: body Y 5..19 and X 8..60 (+ index) plus 3 voxels; all 8 slices.
+        assert geom.shape == (8, 20, 58)
+        box = (slice(0, 8), slice(2, 22), slice(5 + index, 63 + index))
+        np.testing.assert_array_equal(image[0], source_image[box])  # raw HU kept
+        expected = np.select(
+            [source_label == v for v in (1, 2, 3, 4, 5, 6, 8)], [1, 2, 3, 4, 5, 6, 7], 0
+        )
+        np.testing.assert_array_equal(label, expected[box])  # 7, 10 -> background
+        # A labelled voxel keeps its world coordinate: the affine moved with the crop.
+        z, y, x = _pancreas_voxel(index)
+        voxel = _voxel(geom.affine, _world(AFFINE, (z, y, x)))
+        assert voxel == (z, y - 2, x - 5 - index) and label[voxel] == 7
+        np.testing.assert_allclose(geom.spacing, (8.0, 1.4, 1.4), rtol=1e-6)
+        scribble = ds.load_scribble(case)
+        if case != "word_0004":  # simulated, consistent with the label, on every slice
+            annotated = scribble != 8
+            assert set(np.unique(scribble[annotated])) == set(range(8))
+            np.testing.assert_array_equal(scribble[annotated], label[annotated])
+            assert annotated.any(axis=(1, 2)).all()
+
+
+def test_word_organs_crop_and_slice_step(word_src: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code, text = run_cli(
+        capsys, "import", "word", word_src, out, "--organs", "pancreas,liver,colon",
+        "--crop", "labels", "--slice-step", "2",
+    )  # fmt: skip
+    assert code == 0, text
+    assert check_dataset(out).ok
+    ds = Dataset(out)
+    assert ds.meta.class_names == ["background", "pancreas", "liver", "colon"]
+    for index, case in enumerate(WORD_CASES):
+        _, source_label = word_case(index)
+        label = ds.load_label(case)
+        geom = ds.load_image(case)[1]
+        # Labels crop: liver, pancreas and colon span X 27..43 (+ index), plus 20 voxels;
+        # Y and Z are too small to shrink (the body crop gave (8, 20, 58)). Test cases are
+        # cropped alike.
+        assert geom.shape == (8, 24, 56)
+        box = (slice(0, 8), slice(0, 24), slice(7 + index, 63 + index))
+        expected = np.select([source_label == v for v in (8, 1, 10)], [1, 2, 3], 0)
+        np.testing.assert_array_equal(label, expected[box])
+        z, y, x = _pancreas_voxel(index)
+        voxel = _voxel(geom.affine, _world(AFFINE, (z, y, x)))
+        assert voxel == (z, y, x - 7 - index) and label[voxel] == 1
+        if case != "word_0004":
+            has = (ds.load_scribble(case) != 4).any(axis=(1, 2))
+            assert has.sum() == 4 and not (has[1:] & has[:-1]).any()  # alternate slices
+    # The whole volume without a crop.
+    code, text = run_cli(capsys, "import", "word", word_src, tmp_path / "o2", "--crop", "none")
+    assert code == 0, text
+    assert Dataset(tmp_path / "o2").load_image("word_0001")[1].shape == WORD_SHAPE
+
+
+def test_word_scribble_files(word_src: Path, tmp_path: Path, capsys) -> None:
+    """Given scribbles are mapped like labels (7 and 10 -> background, 8 -> 7); cases
+    without a file get simulated ones."""
+    scribbles = tmp_path / "scribbles"
+    _, label = word_case(0)
+    given = np.full(WORD_SHAPE, 255, np.uint8)
+    given[2, 14, 20:45] = label[2, 14, 20:45]  # across kidneys .. colon
+    given[2, 9, 20:45] = label[2, 9, 20:45]  # across spleen .. esophagus
+    given[2, 6, 10:50] = 0
+    nib_save(scribbles / "word_0001_scribble.nii.gz", given)
+    nib_save(scribbles / "word_0004.nii.gz", given)  # a test case: ignored
+    out = tmp_path / "out"
+    code, text = run_cli(capsys, "import", "word", word_src, out, "--scribbles", scribbles)
+    assert code == 0, text
+    assert "word_0004.nii.gz: warning: scribble matches no train/val case; ignored" in text
+    ds = Dataset(out)
+    scribble = ds.load_scribble("word_0001")
+    mapped = np.select(
+        [given == v for v in (1, 2, 3, 4, 5, 6, 8, 255)], [1, 2, 3, 4, 5, 6, 7, 8], 0
+    )
+    np.testing.assert_array_equal(scribble, mapped[:, 2:22, 5:63])  # body crop
+    x = {v: xs[0] - 5 for v, (_, xs) in WORD_ORGANS.items()}
+    assert scribble[2, 14 - 2, x[10]] == 0 and scribble[2, 9 - 2, x[7]] == 0  # colon, esophagus
+    assert scribble[2, 14 - 2, x[8]] == 7 and scribble[2, 9 - 2, x[1]] == 1  # pancreas, liver
+    assert (ds.load_scribble("word_0002") != 8).sum() > 100  # simulated
+    assert check_dataset(out).ok
+
+
+def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code, text = run_cli(capsys, "import", "word", word_src, out, "--organs", "liver,lung")
+    line = _error_line(text)
+    assert code == 2 and "unknown WORD organ 'lung'" in line and "head_of_femur_right" in line
+    scribbles = tmp_path / "scribbles"
+    bad = scribbles / "word_0002.nii.gz"
+    nib_save(bad, np.full(WORD_SHAPE, 17, np.uint8))  # 17: no WORD label, nor unannotated
+    code, text = run_cli(capsys, "import", "word", word_src, out, "--scribbles", scribbles)
+    assert code == 2 and f"{bad}: scribble values 17 are neither WORD labels" in _error_line(text)
+    assert not out.exists()  # the partial output is removed
+    code, text = run_cli(
+        capsys, "import", "word", word_src, out, "--scribbles", scribbles,
+        "--scribble-unannotated", "8",
+    )  # fmt: skip
+    assert code == 2 and "8 is a WORD label value" in text
+    gone = word_src / "labelsVal" / "word_0003.nii.gz"
+    gone.unlink()
+    code, text = run_cli(capsys, "import", "word", word_src, out)
+    assert code == 2
+    assert _error_line(text).endswith(f"error: {gone}: missing label of case 'word_0003'")
