@@ -203,3 +203,16 @@ def test_every_problem_is_listed(dataset: Path, capsys) -> None:
 def test_missing_folder_exits_2(tmp_path: Path, capsys) -> None:
     code, out = _check(tmp_path / "nope", capsys)
     assert code == 2 and "not found" in out and "Traceback" not in out
+
+
+def test_3d_multichannel_anisotropic_dataset(tiny_dataset_3d: Path, capsys) -> None:
+    code, out = _check(tiny_dataset_3d, capsys)
+    assert code == 0, out
+    # the second channel of one case on another spacing is an error naming that file
+    path = tiny_dataset_3d / "imagesTr" / "case001_0001.nii.gz"
+    save_volume(
+        path, np.ones((8, 32, 32), np.float32), Geometry.from_spacing((8, 32, 32), (5.0, 1.5, 2.0))
+    )
+    _fails_naming(
+        tiny_dataset_3d, path, capsys, "spacing (5.0, 1.5, 2.0) mm differs from channel 0"
+    )

@@ -12,11 +12,12 @@ NAME = "expand"
 HELP = "expand scribbles with a stage-1 model's confident predictions"
 DESCRIPTION = """Run a stage-1 checkpoint on the training images and write expanded seeds.
 
-Per pixel: p = mean softmax of both decoders, u = normalised entropy; pixels with
-u < --threshold take argmax(p); per slice and class only the largest connected component
-stays; the original scribbles are always kept. OUT becomes a scribble-layout folder
-(one NIfTI per case) usable with `dmsps train --scribble-dir OUT`, plus
-expand_summary.json (pixels added per class and, when labels exist, their accuracy).
+Per voxel: p = mean softmax of both decoders, u = normalised entropy; voxels with
+u < --threshold take argmax(p); per slice (2D models) or volume (3D models) and class only
+the largest connected component stays; with --target ignore the rest is unannotated and
+the original scribbles are kept, with --target dense the rest is background. OUT becomes
+a scribble-layout folder (one NIfTI per case) usable with `dmsps train --scribble-dir
+OUT`, plus expand_summary.json (pixels added per class and, when labels exist, their accuracy).
 """
 
 
@@ -26,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="folder for the expanded seeds")
     parser.add_argument("--threshold", type=float, default=0.1, help="uncertainty threshold")
     parser.add_argument("--tta", action="store_true", help="also average over flips")
+    parser.add_argument(
+        "--target",
+        choices=("ignore", "dense"),
+        default="ignore",
+        help="ignore: uncertain voxels unlabelled, scribbles kept (default); dense: "
+        "uncertain voxels background (the authors' original scripts)",
+    )
     parser.add_argument("--split", default="train", help="cases to expand (default train)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
@@ -49,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         args.tta,
         device=args.device,
         progress=not args.quiet,
+        target=args.target,
     )
     print(format_summary(summary))
     return 0

@@ -11,8 +11,10 @@ DESCRIPTION = """Write one label map per case with the input's geometry.
 
 IN is a NIfTI file, a folder of NIfTIs (NAME_0000.nii.gz, NAME_0001.nii.gz... are the
 channels of case NAME; files without that suffix are single-channel cases), or a dataset
-folder (its --split is predicted). The checkpoint carries the model, classes, input size
-and normalisation: no config file is needed. --uncertainty also writes the normalised
+folder (its --split is predicted). The checkpoint carries the model, classes, each
+channel's normalisation, the crop/resampling it was trained with and how to run it over a
+volume (resized slices for 2D slice models, a sliding window for patch models, 3D or 2D):
+no config file is needed. --uncertainty also writes the normalised
 entropy of the two decoders' mean prediction to OUT/uncertainty/.
 """
 
@@ -29,6 +31,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep only each class's largest 3D connected component (removes stray blobs; "
         "mostly lowers HD95/ASD). Off by default: the published results use raw predictions",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        help="sliding-window models: window overlap in [0, 1) (default: the checkpoint's)",
+    )
+    parser.add_argument(
+        "--blend",
+        choices=("gaussian", "constant"),
+        default=None,
+        help="sliding-window models: how overlapping windows are weighted",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="windows or slices per forward pass"
     )
     parser.add_argument("--overwrite", action="store_true", help="redo existing outputs")
     parser.add_argument("--quiet", action="store_true")
@@ -47,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         overwrite=args.overwrite,
         largest_component=args.largest_component,
+        overlap=args.overlap,
+        blend=args.blend,
+        batch=args.batch,
     )
     print(f"wrote {len(written)} label map(s) to {args.out}")
     return 0

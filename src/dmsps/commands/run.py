@@ -5,23 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dmsps.config import add_set_argument
+from dmsps.config import add_set_argument, preset_help
 
 NAME = "run"
 HELP = "stage 1 -> expand -> stage 2 -> predict -> evaluate -> report, resumable"
 DESCRIPTION = """Run the DMSPS paper's pipeline on a dataset into one run folder.
 
 Each step is skipped when its artefacts are complete; rerun the same command after an
-interruption to continue. Presets: demo (tiny, CPU minutes), acdc (CPU budget, 128x128),
-acdc-paper (the paper's 256x256, batch 24, 30 000 + 20 000 iterations; use a GPU).
-Override any setting with --set, e.g. --set stage1.iterations=5000 --set expand.threshold=0.05.
+interruption to continue. The preset gives every setting (2D or 3D, network, budget; see
+--preset); override any of them with --set, e.g.
+  --set stage1.iterations=5000 --set expand.threshold=0.05 --set expand.target=dense
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
-    parser.add_argument("--preset", default="acdc", help="demo | acdc | acdc-paper")
+    parser.add_argument(
+        "--preset", default="acdc", metavar="NAME", help=f"settings to start from; {preset_help()}"
+    )
     add_set_argument(parser, "override a setting (sections: stage1, stage2, expand; or eval_split)")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (both stages)")
     parser.add_argument("--seed", type=int, default=None, help="seed for both stages")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dmsps.config import add_train_arguments, apply_overrides, preset, train_overrides
+from dmsps.config import (
+    add_train_arguments,
+    apply_overrides,
+    preset,
+    preset_help,
+    train_overrides,
+)
 
 NAME = "train"
 HELP = "train one stage (stage 1 on scribbles, or stage 2 on expanded seeds)"
@@ -24,7 +30,12 @@ An interrupted run continues with --resume (same weights as an uninterrupted run
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="dataset folder (dataset.json, imagesTr, ...)")
     parser.add_argument("--out", type=Path, required=True, help="run folder to write")
-    parser.add_argument("--preset", default="acdc", help="demo | acdc | acdc-paper (default acdc)")
+    parser.add_argument(
+        "--preset",
+        default="acdc",
+        metavar="NAME",
+        help=f"settings to start from (default acdc); {preset_help()}",
+    )
     parser.add_argument("--stage", type=int, choices=(1, 2), default=1, help="preset stage")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
