@@ -66,7 +66,7 @@ def comparison_table(metrics: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from dmsps.config import apply_overrides, preset
-    from dmsps.data.synth.cardiac import make_cardiac_dataset
+    from dmsps.data.synthetic.cardiac import make_cardiac_dataset
     from dmsps.pipeline.runner import run_pipeline
 
     t0 = time.perf_counter()

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from dmsps.data.scribble import simulate_scribble
+    from dmsps.data.simulation import simulate_scribble
     from dmsps.errors import DmspsError
     from dmsps.io.nifti import is_nifti, load_volume, save_volume
 

@@ -2,7 +2,8 @@
 that passes check-data, its input is never modified, a non-empty output is refused.
 
 Each importer needs an entry in ``SOURCES`` (a tiny source writer returning the
-command-line arguments that import it, with OUT for the output folder): a new importer without one fails here, so none ships untested.
+command-line arguments that import it, with OUT for the output folder): a new importer
+without one fails here, so none ships untested.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def test_nifti_errors(tmp_path: Path, capsys) -> None:
 
 
 def test_nifti_simulated_scribbles(tmp_path: Path, capsys) -> None:
-    pytest.importorskip("dmsps.data.scribble")
+    pytest.importorskip("dmsps.data.simulation")
     src = tmp_path / "mine"
     for i in range(3):
         image, _, _ = random_case(i, (2, 32, 32))

@@ -255,7 +255,7 @@ def assign_from_splits(
 def load_simulator(density: float) -> Callable[..., np.ndarray]:
     if not 0.0 < density <= 1.0:
         raise DmspsError(f"--scribble-density must be in (0, 1], got {density}")
-    from dmsps.data.scribble import simulate_scribble
+    from dmsps.data.simulation import simulate_scribble
 
     return simulate_scribble
 
@@ -343,7 +343,7 @@ def load_nifti_case(
         scribble = sim(label, meta.num_classes, density=scribbles.density, rng=rng)
         source = label_path
     if scribble is not None and scribbles.slice_step > 1:
-        from dmsps.data.scribble import keep_every_nth_slice
+        from dmsps.data.simulation import keep_every_nth_slice
 
         scribble = keep_every_nth_slice(scribble, scribbles.slice_step, meta.ignore_value)
     if crop is not None:

@@ -11,7 +11,7 @@ import pytest
 
 from dmsps.cli import main
 from dmsps.data.layout import Dataset
-from dmsps.data.synth.cardiac import make_cardiac_case, make_cardiac_dataset, split_counts
+from dmsps.data.synthetic.cardiac import make_cardiac_case, make_cardiac_dataset, split_counts
 from dmsps.errors import DmspsError
 
 

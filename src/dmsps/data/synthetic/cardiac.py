@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 from tqdm import tqdm
 
 from dmsps.data.layout import LAYOUT_ENTRIES, DatasetWriter, cardiac_meta
-from dmsps.data.scribble import simulate_scribble
+from dmsps.data.simulation import simulate_scribble
 from dmsps.errors import DmspsError
 from dmsps.io.nifti import Geometry
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from dmsps.cli import main
-from dmsps.data.scribble import MIN_AREA, simulate_scribble
+from dmsps.data.simulation import MIN_AREA, simulate_scribble
 from dmsps.errors import DmspsError
 from dmsps.io.nifti import Geometry, load_volume, save_volume
 
