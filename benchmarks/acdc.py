@@ -1,10 +1,11 @@
 """Real-data experiment: pCE vs DMSPS (stage 1 and 2) vs full supervision on ACDC.
 
-Imports the shared ACDC volumes (140 train / 30 validation, real scribbles), trains
+Imports the ACDC HDF5 volumes of the WSL4MIS/DMSPS release (ACDC_H5_DIR: volumes/*.h5 with
+train.txt and val.txt; 140 train / 30 validation, real scribbles), trains
 every method with the same preset (same iterations, input size, batch), evaluates each
 on the 30 validation volumes and writes ``results.json`` and ``results.md``.
 
-    python benchmarks/acdc.py --source ../shared/data/acdc --work bench-out/acdc
+    python benchmarks/acdc.py --source ACDC_H5_DIR --work bench-out/acdc
     python benchmarks/acdc.py --paper ...          # the paper's 256x256 / 30k+20k setting
 
 Reported checkpoints are the *last* weights (``--checkpoint last``): the validation
@@ -270,7 +271,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--source", type=Path, default=Path("../shared/data/acdc"), help="ACDC HDF5 folder"
+        "--source",
+        type=Path,
+        required=True,
+        help="ACDC HDF5 folder (volumes/*.h5, train.txt, val.txt; the WSL4MIS/DMSPS release)",
     )
     p.add_argument("--work", type=Path, default=Path("bench-out/acdc"), help="output folder")
     p.add_argument(
@@ -278,7 +282,9 @@ def main() -> None:
         type=Path,
         help="an already imported dataset to use (default: import into WORK/dataset)",
     )
-    p.add_argument("--preset", default="acdc", help="acdc (CPU budget) or acdc-paper")
+    p.add_argument(
+        "--preset", default="acdc", help="acdc (CPU budget), acdc-paper (GPU) or acdc-3d"
+    )
     p.add_argument(
         "--paper", action="store_true", help="the paper's setting (= --preset acdc-paper)"
     )

@@ -1,4 +1,4 @@
-"""Pack the shared ACDC HDF5 volumes into one small file to ship to a GPU machine.
+"""Pack the ACDC HDF5 volumes (the WSL4MIS/DMSPS release) into one small file to ship to a GPU machine.
 
 The device tool carries at most 64 MiB per call; the HDF5 volumes are ~100 MB of
 float32. Images are stored as 8-bit (round(255 x), the volumes are already scaled to
@@ -7,7 +7,7 @@ float32. Images are stored as 8-bit (round(255 x), the volumes are already scale
 ``dmsps import acdc-h5``. The 8-bit step is far below the images' noise level; results
 from packed data are labelled as such in docs/results.md.
 
-    python benchmarks/acdc_pack.py pack ../shared/data/acdc .acdc/acdc_u8.npz.xz
+    python benchmarks/acdc_pack.py pack ACDC_H5_DIR .acdc/acdc_u8.npz.xz
     python benchmarks/acdc_pack.py unpack .acdc/acdc_u8.npz.xz /tmp/acdc_h5
 """
 

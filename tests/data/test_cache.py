@@ -74,3 +74,17 @@ def test_resampling_to_a_target_spacing():
     ramp = np.broadcast_to(np.arange(6, dtype=np.float32), (1, 4, 6, 6)).copy()
     up = resample(ramp, (4, 6, 12))
     assert up.shape == (1, 4, 6, 12) and up.min() >= 0 and up.max() <= 5
+
+
+def test_downsampled_scribbles_keep_thin_strokes():
+    from dmsps.data.cache import resample_map
+
+    scribble = np.full((4, 16, 16), 4, np.uint8)
+    scribble[:, 5, :] = 2  # a one-voxel-wide stroke on an odd row
+    scribble[1, 12, 3] = 1  # a single annotated voxel
+    out = resample_map(scribble, (2, 8, 8), ignore=4)
+    assert (out[:, 2, :] == 2).all()  # the stroke survives halving
+    assert out[0, 6, 1] == 1  # and so does the lone voxel
+    assert ((out == 4) | (out == 2) | (out == 1)).all() and (out == 4).sum() > 0
+    same = resample_map(scribble, (4, 16, 16), ignore=4)
+    assert np.array_equal(same, scribble)

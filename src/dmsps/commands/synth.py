@@ -73,6 +73,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="scribble length as a fraction of the full stroke, in (0, 1] (default 1)",
     )
+    abdomen = parser.add_argument_group("abdomen")
+    abdomen.add_argument(
+        "--phase",
+        choices=("unenhanced", "venous"),
+        default=None,
+        help="CT phase (default unenhanced: organs within ~25 HU of each other; venous: "
+        "portal-venous contrast, water-filled stomach, organs further apart)",
+    )
     volume = parser.add_argument_group("abdomen and brain")
     volume.add_argument(
         "--shape",
@@ -103,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "cardiac":
         from dmsps.data.synthetic.cardiac import make_cardiac_dataset
 
-        _reject(args, _VOLUME_ONLY, "use --size and --slices")
+        _reject(args, (*_VOLUME_ONLY, "phase"), "use --size and --slices")
         out = make_cardiac_dataset(
             args.out,
             cases=cases,
@@ -117,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {cases} synthetic cardiac cases to {out}")
         return 0
     _reject(args, _CARDIAC_ONLY, "use --shape Z Y X and --spacing SZ SY SX")
+    extra = {}
+    if args.kind == "abdomen":
+        extra["phase"] = args.phase or "unenhanced"
+    elif args.phase is not None:
+        raise DmspsError(f"--phase does not apply to '{args.kind}' (abdomen only)")
     if args.kind == "abdomen":
         from dmsps.data.synthetic.abdomen import DEFAULT_SHAPE, make_abdomen_source
 
@@ -137,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         spacing=None if args.spacing is None else tuple(args.spacing),
         progress=True,
         overwrite=args.overwrite,
+        **extra,
     )
     print(f"wrote {cases} synthetic {what} cases to {out}")
     print(f"import them with: dmsps import {importer} {out} DATA")

@@ -82,6 +82,30 @@ def resample(array: np.ndarray | torch.Tensor, shape: Sequence[int], labels: boo
     return out.numpy() if is_np else out
 
 
+def resample_map(label_map: np.ndarray, shape: Sequence[int], ignore: int) -> np.ndarray:
+    """A label or scribble map (Z, Y, X) on another grid, keeping thin strokes.
+
+    Nearest-neighbour downsampling drops most of a one-voxel-wide scribble; here each
+    target voxel takes the class that covers most of it, counting only annotated source
+    voxels, and is unannotated (``ignore``) only when none of it was annotated.
+    """
+    shape = tuple(int(n) for n in shape)
+    if tuple(label_map.shape) == shape:
+        return np.ascontiguousarray(label_map, dtype=np.uint8)
+    src = torch.from_numpy(np.ascontiguousarray(label_map))
+    best = torch.zeros(shape)
+    out = torch.full(shape, ignore, dtype=torch.uint8)
+    for c in np.unique(label_map):
+        if c == ignore:
+            continue
+        mask = (src == int(c)).float()[None, None]
+        frac = F.interpolate(mask, size=shape, mode="area")[0, 0]
+        better = frac > best
+        out[better] = int(c)
+        best = torch.maximum(best, frac)
+    return out.numpy()
+
+
 def preprocess(
     image: np.ndarray,
     schemes: Sequence[Normalization],
@@ -253,11 +277,9 @@ class CaseCache:
         info["scribbles"][tag] = stamp
         write_json(self._info_path(case), info)
 
-    @staticmethod
-    def _grid(label_map: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    def _grid(self, label_map: np.ndarray, shape: Sequence[int]) -> np.ndarray:
         """A cropped label or scribble map on the cached image's grid, as uint8."""
-        out = resample(label_map.astype(np.uint8)[None], shape, labels=True)[0]
-        return np.ascontiguousarray(out, dtype=np.uint8)
+        return resample_map(label_map.astype(np.uint8), shape, self.ds.meta.ignore_value)
 
     def prepare(
         self,

@@ -106,6 +106,17 @@ def _stroke_pixels(region: np.ndarray, max_margin: float = np.inf) -> np.ndarray
     return skeleton
 
 
+def _pieces(region: np.ndarray, count: int) -> list[np.ndarray]:
+    """The ``count`` largest connected pieces of a region with at least MIN_AREA pixels."""
+    lab, n = ndi.label(region, structure=_EIGHT)
+    if n <= 1:
+        return [region]
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    order = [int(i) for i in np.argsort(sizes)[::-1][:count] if sizes[i] >= MIN_AREA]
+    return [lab == i for i in order] or [region]
+
+
 def _contiguous_part(stroke: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Keep ``fraction`` of a connected stroke's pixels as one connected piece.
 
@@ -163,6 +174,7 @@ def simulate_scribble(
     density: float = 1.0,
     rng: np.random.Generator | int | None = None,
     ignore: int | None = None,
+    background_regions: int = 1,
 ) -> np.ndarray:
     """Simulate scribbles on a dense (Z, Y, X) label map (a 2D map is one slice).
 
@@ -170,6 +182,12 @@ def simulate_scribble(
     ``ignore`` (default ``num_classes``) everywhere else. Every class present in a slice
     with at least ``MIN_AREA`` pixels gets one stroke. ``rng`` is a Generator or a seed;
     the same seed gives the same scribbles.
+
+    ``background_regions``: background strokes go into the band around the foreground
+    and the tissue beyond it; with N > 1 each of those is split into its connected
+    pieces and the N largest get a stroke each. Between many organs (abdominal CT) the
+    background falls apart into pieces (bowel, fat, muscle between organs) that one
+    stroke would leave unconstrained, and annotators mark them.
     """
     if num_classes < 2:
         raise DmspsError(f"num_classes must be at least 2, got {num_classes}")
@@ -178,6 +196,8 @@ def simulate_scribble(
     ignore = num_classes if ignore is None else int(ignore)
     if not 0 <= ignore <= 255 or ignore < num_classes:
         raise DmspsError(f"ignore value must be in {num_classes}..255, got {ignore}")
+    if background_regions < 1:
+        raise DmspsError(f"background_regions must be at least 1, got {background_regions}")
     label = _check_label(label, num_classes)
     flat = label.ndim == 2
     vol = label[None] if flat else label
@@ -190,6 +210,8 @@ def simulate_scribble(
             if present[c] < MIN_AREA:
                 continue
             regions = _background_regions(sl) if c == 0 else [sl == c]
+            if c == 0 and background_regions > 1:
+                regions = [piece for r in regions for piece in _pieces(r, background_regions)]
             for region in regions:
                 stroke = _stroke_pixels(region, BACKGROUND_MARGIN if c == 0 else np.inf)
                 if density < 1.0:

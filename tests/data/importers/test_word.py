@@ -184,3 +184,18 @@ def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
     code, text = run_cli(capsys, "import", "word", word_src, out)
     assert code == 2
     assert _error_line(text).endswith(f"error: {gone}: missing label of case 'word_0003'")
+
+
+def test_air_loop_marks_air_around_the_body_as_background():
+    from dmsps.data.importers.word import air_loop
+
+    image = np.full((3, 20, 20), -1000.0, np.float32)
+    image[:, 5:15, 5:15] = 40.0  # the body
+    scribble = np.full((3, 20, 20), 8, np.uint8)
+    scribble[1, 10, 10] = 1  # only slice 1 is annotated
+    out = air_loop(image, scribble, ignore=8)
+    assert out[1, 10, 10] == 1  # existing strokes stay
+    ring = out[1] == 0
+    assert ring.any() and (image[1][ring] < -500).all()  # in the air, near the body
+    assert ring[2, 10] and not ring[0, 10] and not ring[4, 10]  # 3 voxels out, 1 wide
+    assert (out[[0, 2]] == 8).all()  # unannotated slices stay unannotated

@@ -71,6 +71,7 @@ def import_acdc(
     simulate_scribbles: bool = False,
     scribble_density: float = 1.0,
     slice_step: int = 1,
+    background_strokes: int = 1,
     overwrite: bool = False,
     name: str = "ACDC",
     progress: bool = True,
@@ -100,7 +101,13 @@ def import_acdc(
         roles = random_split(groups, val_fraction, test_fraction, seed)
 
     opts = ScribbleOptions(
-        scribble_unannotated, value_map, simulate_scribbles, scribble_density, slice_step, seed
+        scribble_unannotated,
+        value_map,
+        simulate_scribbles,
+        scribble_density,
+        slice_step,
+        seed,
+        background_strokes,
     )
     simulate = opts.simulator() is not None
     for case, path in frames.items():
@@ -202,6 +209,7 @@ def run(args: argparse.Namespace) -> ImportResult:
         simulate_scribbles=args.simulate_scribbles,
         scribble_density=args.scribble_density,
         slice_step=args.slice_step,
+        background_strokes=args.background_strokes,
         overwrite=args.overwrite,
         name=args.name,
     )

@@ -93,6 +93,7 @@ def import_brats2020(
     seed: int = 0,
     scribble_density: float = 1.0,
     slice_step: int = 1,
+    background_strokes: int = 1,
     overwrite: bool = False,
     name: str = "BraTS2020",
     progress: bool = True,
@@ -124,7 +125,9 @@ def import_brats2020(
         if scribble_dir
         else {}
     )
-    opts = ScribbleOptions(scribble_unannotated, {}, True, scribble_density, slice_step, seed)
+    opts = ScribbleOptions(
+        scribble_unannotated, {}, True, scribble_density, slice_step, seed, background_strokes
+    )
     opts.simulator()  # checks density and slice step before anything is written
 
     prepare_output(out, [src, *([scribble_dir] if scribble_dir else [])], overwrite)
@@ -263,6 +266,7 @@ def run(args: argparse.Namespace) -> ImportResult:
         seed=args.seed,
         scribble_density=args.scribble_density,
         slice_step=args.slice_step,
+        background_strokes=args.background_strokes,
         overwrite=args.overwrite,
         name=args.name,
     )

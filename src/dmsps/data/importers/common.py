@@ -290,6 +290,7 @@ class ScribbleOptions:
     density: float = 1.0
     slice_step: int = 1  # annotate only every N-th slice (axis 0)
     seed: int = 0
+    background_regions: int = 1  # background pieces per slice that get a stroke
 
     def simulator(self) -> Callable[..., np.ndarray] | None:
         if self.slice_step < 1:
@@ -340,7 +341,13 @@ def load_nifti_case(
     elif simulate and label is not None:
         sim = load_simulator(scribbles.density)
         rng = case_seed(scribbles.seed, case)
-        scribble = sim(label, meta.num_classes, density=scribbles.density, rng=rng)
+        scribble = sim(
+            label,
+            meta.num_classes,
+            density=scribbles.density,
+            rng=rng,
+            background_regions=scribbles.background_regions,
+        )
         source = label_path
     if scribble is not None and scribbles.slice_step > 1:
         from dmsps.data.simulation import keep_every_nth_slice
@@ -440,6 +447,14 @@ def add_scribble_arguments(
         default=1,
         help="keep scribbles on every N-th slice only (slice axis = first array axis; "
         "default 1: every slice)",
+    )
+    p.add_argument(
+        "--background-strokes",
+        type=int,
+        metavar="N",
+        default=1,
+        help="simulated scribbles: background strokes per slice into the N largest "
+        "background pieces (default 1; more for many organs, where background falls apart)",
     )
 
 

@@ -94,6 +94,7 @@ def import_nifti(
     simulate_scribbles: bool = False,
     scribble_density: float = 1.0,
     slice_step: int = 1,
+    background_strokes: int = 1,
     label_map: dict[int, int] | None = None,
     overwrite: bool = False,
     name: str | None = None,
@@ -156,7 +157,13 @@ def import_nifti(
     value_map = scribble_map or {}
     check_unannotated(unannotated, C, value_map)
     opts = ScribbleOptions(
-        unannotated, value_map, simulate_scribbles, scribble_density, slice_step, seed
+        unannotated,
+        value_map,
+        simulate_scribbles,
+        scribble_density,
+        slice_step,
+        seed,
+        background_strokes,
     )
     simulate = opts.simulator() is not None
 
@@ -429,6 +436,7 @@ def run(args: argparse.Namespace) -> ImportResult:
         simulate_scribbles=args.simulate_scribbles,
         scribble_density=args.scribble_density,
         slice_step=args.slice_step,
+        background_strokes=args.background_strokes,
         label_map=label_map,
         overwrite=args.overwrite,
         name=args.name,

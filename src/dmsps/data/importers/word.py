@@ -116,8 +116,11 @@ Scribbles: --scribbles DIR with <case>.nii.gz or <case>_scribble.nii.gz files in
 label values, with --scribble-unannotated V (default 255, as in the DMSPS authors'
 files) on unannotated voxels. A train or val case without a scribble file gets one
 simulated from its (mapped) label, slice by slice (--scribble-density, --slice-step N:
-every N-th slice only, --seed). Test cases
-get no scribbles.
+every N-th slice only, --seed). Between seven organs the background falls apart into
+many pieces (bowel, fat, muscle), so by default the 4 largest background pieces of a
+slice get a stroke each (--background-strokes), and a background loop circles the
+patient in the air, as annotators do (the box crop leaves air around the body that would
+otherwise never be annotated). Test cases get no scribbles.
 """
 
 
@@ -131,6 +134,7 @@ def import_word(
     scribble_unannotated: int = 255,
     scribble_density: float = 1.0,
     slice_step: int = 1,
+    background_strokes: int = 4,
     seed: int = 0,
     overwrite: bool = False,
     name: str = "WORD",
@@ -163,7 +167,9 @@ def import_word(
         if scribble_dir
         else {}
     )
-    opts = ScribbleOptions(scribble_unannotated, {}, True, scribble_density, slice_step, seed)
+    opts = ScribbleOptions(
+        scribble_unannotated, {}, True, scribble_density, slice_step, seed, background_strokes
+    )
     opts.simulator()  # checks density and slice step before anything is written
     label_map = {WORD_LABELS[organ]: c for organ, c in classes.items()}
     allowed = {0, *WORD_LABELS.values(), scribble_unannotated}
@@ -178,7 +184,7 @@ def import_word(
             check_source_values(
                 scribble_path, allowed, "scribble", "WORD labels (0..16)", scribble_unannotated
             )
-        return load_nifti_case(
+        data = load_nifti_case(
             case,
             [image_path],
             label_path,
@@ -189,6 +195,9 @@ def import_word(
             label_map=label_map,
             crop=crop_box,
         )
+        if scribble_path is None and data.scribble is not None:
+            data.scribble = air_loop(data.image[0], data.scribble, meta.ignore_value)
+        return data
 
     cases = [SourceCase(c, roles[c], lambda c=c: load(c)) for c in sorted(files)]
     result = write_dataset(out, meta, cases, progress, desc="import word")
@@ -215,6 +224,33 @@ def body_box(image: np.ndarray, label: np.ndarray | None = None) -> tuple[slice,
         slice(max(b.start - BODY_MARGIN, 0), min(b.stop + BODY_MARGIN, s))
         for b, s in zip(box, image.shape[1:], strict=True)
     )
+
+
+def air_loop(image: np.ndarray, scribble: np.ndarray, ignore: int) -> np.ndarray:
+    """Add a background loop in the air around the patient to simulated scribbles.
+
+    Annotators circle the patient once as background. Without it the air left around the
+    body (the crop is a box) is never annotated, and a network readily calls it stomach,
+    the one labelled organ that holds gas. The loop runs 2 voxels outside the body
+    (above ``BODY_HU``, largest component) on every slice with an annotation.
+    """
+    from scipy import ndimage as ndi
+
+    components, n = ndi.label(image > BODY_HU)
+    if n == 0:
+        return scribble
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    body = components == sizes.argmax()
+    plane = ndi.generate_binary_structure(3, 1)
+    plane[0] = plane[2] = False  # grow in-plane only: a loop per slice
+    near = ndi.binary_dilation(body, plane, iterations=2)
+    loop = ndi.binary_dilation(body, plane, iterations=3) & ~near
+    annotated = (scribble != ignore).any(axis=(1, 2))
+    loop &= annotated[:, None, None] & (scribble == ignore)
+    out = scribble.copy()
+    out[loop] = 0
+    return out
 
 
 def labels_box(image: np.ndarray, label: np.ndarray | None) -> tuple[slice, ...]:
@@ -318,6 +354,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="value marking unannotated voxels in the scribble files (default 255)",
     )
     add_scribble_arguments(p, value_map=False, simulate_flag=False)
+    p.set_defaults(background_strokes=4)
     p.add_argument(
         "--seed", type=int, default=0, metavar="N", help="seed of simulated scribbles (default 0)"
     )
@@ -333,6 +370,7 @@ def run(args: argparse.Namespace) -> ImportResult:
         scribble_unannotated=args.scribble_unannotated,
         scribble_density=args.scribble_density,
         slice_step=args.slice_step,
+        background_strokes=args.background_strokes,
         seed=args.seed,
         overwrite=args.overwrite,
         name=args.name,

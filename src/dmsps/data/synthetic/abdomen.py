@@ -45,6 +45,7 @@ from dmsps.data.synthetic.shapes import (
     smooth_union,
     tube_sd,
 )
+from dmsps.errors import DmspsError
 from dmsps.io.nifti import save_volume
 
 #: WORD's label values for the structures drawn here.
@@ -71,6 +72,28 @@ SHAPE_LO, SHAPE_HI = (8, 32, 32), (512, 1024, 1024)
 SPLIT_FOLDERS = (("imagesTr", "labelsTr"), ("imagesVal", "labelsVal"), ("imagesTs", "labelsTs"))
 AIR = -1000.0
 
+#: HU added to the unenhanced values by phase. ``venous``: portal-venous contrast CT with
+#: water as oral contrast, as most abdominal CT is acquired: liver ~110 HU, spleen a little
+#: brighter, kidneys nephrographic (~160-190), pancreas ~90, vessels ~170, enhancing
+#: bowel and stomach walls, a water-filled stomach (no gas). Organs differ more than
+#: unenhanced, which is what makes the 3D demo learnable in minutes.
+PHASES: dict[str, dict[str, float]] = {
+    "unenhanced": dict.fromkeys(
+        ("liver", "spleen", "muscle", "blood", "kidney", "pancreas", "wall"), 0.0
+    )
+    | {"gas": 1.0},
+    "venous": {
+        "liver": 50.0,
+        "spleen": 65.0,
+        "muscle": 10.0,
+        "blood": 130.0,
+        "kidney": 140.0,
+        "pancreas": 50.0,
+        "wall": 60.0,
+        "gas": 0.0,
+    },
+}
+
 
 def _source_entry(path: Path) -> bool:
     return path.is_dir() and any(path.name in pair for pair in SPLIT_FOLDERS)
@@ -83,8 +106,11 @@ class _Abdomen:
     towards the patient's left. ``s`` scales the whole anatomy (patient size).
     """
 
-    def __init__(self, rng: np.random.Generator, shape, spacing) -> None:
+    def __init__(self, rng: np.random.Generator, shape, spacing, phase: str = "unenhanced") -> None:
         self.rng = rng
+        # Added to the unenhanced HU after every draw, so both phases use the same random
+        # numbers: an unenhanced case is the same whatever phases exist.
+        self.enh = PHASES[phase]
         self.sc = sc = Scene(shape, spacing, 1, AIR)
         u = rng.uniform
         self.warps = [smooth_field(rng, sc.axes, 45.0) for _ in range(3)]
@@ -113,6 +139,10 @@ class _Abdomen:
         self.spleen_hu = self.liver_hu - u(2.0, 12.0)
         self.muscle_hu = self.liver_hu - u(-4.0, 12.0)
         self.blood_hu = self.liver_hu - u(8.0, 18.0)
+        self.spleen_hu += self.enh["spleen"]
+        self.muscle_hu += self.enh["muscle"]
+        self.blood_hu += self.enh["blood"]
+        self.liver_hu += self.enh["liver"]
 
     def u(self, lo: float, hi: float) -> float:
         return float(self.rng.uniform(lo, hi))
@@ -323,10 +353,11 @@ class _Abdomen:
             antrum = ellipsoid_sd(co, c_a, r_a, angle=u(0.1, 0.5))
             sd = smooth_union(fundus, antrum, 20.0 * s) + self.warp(box, 4.0)
             sd = np.minimum(sd, self.cav[box] - 2.0)
-            sc.paint(box, sd, u(35.0, 50.0) + self.texture(box, 4.0), 5)
+            sc.paint(box, sd, u(35.0, 50.0) + self.enh["wall"] + self.texture(box, 4.0), 5)
             level = c_f[1] - u(-5.0, 30.0) * s
             food = u(0.0, 30.0) + self.texture(box, u(2.0, 20.0), u(0.0, 25.0))
-            lumen = np.where(co[1] < level, u(-1000.0, -950.0), food)
+            gas = u(-1000.0, -950.0) if self.enh["gas"] else food
+            lumen = np.where(co[1] < level, gas, food)
             sc.paint(box, sd - u(4.0, 6.0), lumen)
         cardia = np.array([c_f[0] + 10.0 * s, c_f[1] + 5.0 * s, c_f[2] - 0.9 * r_f[2]])
         eso = np.array(
@@ -338,7 +369,7 @@ class _Abdomen:
         )
         pts = catmull_rom(eso, 3.0)
         box, sd = tube_sd(sc, pts, np.full(len(pts), u(7.0, 10.0) * s))
-        sc.paint(box, sd, u(35.0, 50.0) + self.texture(box, 4.0), 7)
+        sc.paint(box, sd, u(35.0, 50.0) + self.enh["wall"] + self.texture(box, 4.0), 7)
         if self.rng.uniform() < 0.3:
             sc.paint(box, sd - 5.0 * s, u(-1000.0, -900.0))
 
@@ -351,7 +382,7 @@ class _Abdomen:
         if box is None:
             return
         sd = np.minimum(sd + self.warp(box, 2.0), self.cav[box] - 1.0)
-        sc.paint(box, sd, u(30.0, 50.0) + self.texture(box, 5.0), label)
+        sc.paint(box, sd, u(30.0, 50.0) + self.enh["wall"] + self.texture(box, 5.0), label)
         if stool:
             content = u(-150.0, 20.0) + self.texture(box, 60.0, 40.0)
         else:
@@ -425,13 +456,14 @@ class _Abdomen:
         ]
         pts = catmull_rom(np.array(pan), 3.0)
         box, sd = tube_sd(sc, pts[:, :3], pts[:, 3], margin=3.0)
-        sc.paint(box, sd + self.warp(box, 2.5), u(32.0, 48.0) + self.texture(box, 7.0, 5.0), 8)
+        hu = u(32.0, 48.0) + self.enh["pancreas"]
+        sc.paint(box, sd + self.warp(box, 2.5), hu + self.texture(box, 7.0, 5.0), 8)
 
     def kidneys(self) -> None:
         """Beside the spine, the left one higher, upper poles tilted medially; the sinus
         fat opens medially at the hilum."""
         sc, u, s = self.sc, self.u, self.s
-        hu = u(25.0, 40.0)
+        hu = u(25.0, 40.0) + self.enh["kidney"]
         for side, lab, dz in ((1.0, 3, u(0.0, 15.0)), (-1.0, 4, u(-30.0, -15.0))):
             c = (self.zs + dz * s, self.vy + u(0.0, 12.0) * s, self.vx + side * u(50.0, 62.0) * s)
             r = (u(48.0, 58.0) * s, u(20.0, 25.0) * s, u(22.0, 28.0) * s)
@@ -489,19 +521,22 @@ def make_abdomen_case(
     rng_or_seed: np.random.Generator | int | None,
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
     spacing: tuple[float, float, float] | None = None,
+    phase: str = "unenhanced",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one synthetic abdominal CT volume.
 
     Returns ``(image, label)``, both (Z, Y, X): image int16 in Hounsfield units, label
     uint8 with WORD's values (see ``WORD_LABELS``). ``spacing`` (mm, Z Y X) defaults to
-    the field of view ``FIELD_OF_VIEW`` divided by ``shape``. The same seed gives the same
-    arrays.
+    the field of view ``FIELD_OF_VIEW`` divided by ``shape``. ``phase`` is ``unenhanced``
+    or ``venous`` (see ``PHASES``). The same seed gives the same arrays.
     """
     rng = as_rng(rng_or_seed)
     shape, spacing = resolve_grid(
         shape, spacing, FIELD_OF_VIEW, MIN_FIELD_OF_VIEW, SHAPE_LO, SHAPE_HI, "abdomen"
     )
-    return _Abdomen(rng, shape, spacing).draw()
+    if phase not in PHASES:
+        raise DmspsError(f"unknown CT phase '{phase}' (choose from {', '.join(PHASES)})")
+    return _Abdomen(rng, shape, spacing, phase).draw()
 
 
 def make_abdomen_source(
@@ -512,6 +547,7 @@ def make_abdomen_source(
     spacing: tuple[float, float, float] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    phase: str = "unenhanced",
 ) -> Path:
     """Write a synthetic WORD-like source dataset to ``out``; returns ``out``.
 
@@ -533,7 +569,7 @@ def make_abdomen_source(
     geometry = radiological_geometry(shape, spacing)
     for i in tqdm(range(cases), desc="synth abdomen", unit="case", disable=not progress):
         image, label = make_abdomen_case(
-            np.random.default_rng(seed * CASE_SEED_STRIDE + i), shape, spacing
+            np.random.default_rng(seed * CASE_SEED_STRIDE + i), shape, spacing, phase
         )
         name = f"word_{i + 1:04d}.nii.gz"
         images, labels = folders[i]
