@@ -1,4 +1,4 @@
-"""Pack the ACDC HDF5 volumes (the WSL4MIS/DMSPS release) into one small file to ship to a GPU machine.
+"""Pack the ACDC HDF5 volumes (WSL4MIS/DMSPS release) into one small file for a GPU machine.
 
 The device tool carries at most 64 MiB per call; the HDF5 volumes are ~100 MB of
 float32. Images are stored as 8-bit (round(255 x), the volumes are already scaled to

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from dmsps.pipeline.runner import run_pipeline
 
     if args.cases is not None and args.cases < 5:
-        raise DmspsError(f"--cases must be at least 5 (train, val and test cases), got {args.cases}")
+        raise DmspsError(f"--cases must be at least 5 (train, val and test), got {args.cases}")
     out = args.out or Path("dmsps-demo" if args.task == "cardiac" else f"dmsps-demo-{args.task}")
     t0 = time.perf_counter()
     data = _prepare(args.task, out, args.cases, args.seed, args.quiet)

@@ -186,7 +186,7 @@ def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
     assert _error_line(text).endswith(f"error: {gone}: missing label of case 'word_0003'")
 
 
-def test_air_loop_marks_air_around_the_body_as_background():
+def test_air_around_the_body_is_background():
     from dmsps.data.importers.word import air_loop
 
     image = np.full((3, 20, 20), -1000.0, np.float32)
@@ -195,7 +195,7 @@ def test_air_loop_marks_air_around_the_body_as_background():
     scribble[1, 10, 10] = 1  # only slice 1 is annotated
     out = air_loop(image, scribble, ignore=8)
     assert out[1, 10, 10] == 1  # existing strokes stay
-    ring = out[1] == 0
-    assert ring.any() and (image[1][ring] < -500).all()  # in the air, near the body
-    assert ring[2, 10] and not ring[0, 10] and not ring[4, 10]  # 3 voxels out, 1 wide
+    air = out[1] == 0
+    assert air.any() and (image[1][air] < -500).all()  # in the air only
+    assert air[2, 10] and air[0, 10] and not air[3, 10] and not air[4, 10]  # 2+ voxels out
     assert (out[[0, 2]] == 8).all()  # unannotated slices stay unannotated

@@ -118,9 +118,9 @@ files) on unannotated voxels. A train or val case without a scribble file gets o
 simulated from its (mapped) label, slice by slice (--scribble-density, --slice-step N:
 every N-th slice only, --seed). Between seven organs the background falls apart into
 many pieces (bowel, fat, muscle), so by default the 4 largest background pieces of a
-slice get a stroke each (--background-strokes), and a background loop circles the
-patient in the air, as annotators do (the box crop leaves air around the body that would
-otherwise never be annotated). Test cases get no scribbles.
+slice get a stroke each (--background-strokes), and the air around the patient is
+background, as annotators leave it to a threshold (the box crop leaves air around the
+body that would otherwise never be annotated). Test cases get no scribbles.
 """
 
 
@@ -227,12 +227,13 @@ def body_box(image: np.ndarray, label: np.ndarray | None = None) -> tuple[slice,
 
 
 def air_loop(image: np.ndarray, scribble: np.ndarray, ignore: int) -> np.ndarray:
-    """Add a background loop in the air around the patient to simulated scribbles.
+    """Mark the air around the patient as background in simulated scribbles.
 
-    Annotators circle the patient once as background. Without it the air left around the
-    body (the crop is a box) is never annotated, and a network readily calls it stomach,
-    the one labelled organ that holds gas. The loop runs 2 voxels outside the body
-    (above ``BODY_HU``, largest component) on every slice with an annotation.
+    Annotators of CT leave the air to a threshold or one sweep of the brush: it is
+    background and trivially so. Without it the air that the box crop leaves around the
+    body is never annotated, and a network readily calls it stomach, the one labelled
+    organ that holds gas. Voxels 2 or more voxels outside the body (the largest component
+    above ``BODY_HU``) become background on every slice that has an annotation.
     """
     from scipy import ndimage as ndi
 
@@ -243,13 +244,12 @@ def air_loop(image: np.ndarray, scribble: np.ndarray, ignore: int) -> np.ndarray
     sizes[0] = 0
     body = components == sizes.argmax()
     plane = ndi.generate_binary_structure(3, 1)
-    plane[0] = plane[2] = False  # grow in-plane only: a loop per slice
-    near = ndi.binary_dilation(body, plane, iterations=2)
-    loop = ndi.binary_dilation(body, plane, iterations=3) & ~near
+    plane[0] = plane[2] = False  # grow in-plane only
+    air = ~ndi.binary_dilation(body, plane, iterations=2)
     annotated = (scribble != ignore).any(axis=(1, 2))
-    loop &= annotated[:, None, None] & (scribble == ignore)
+    air &= annotated[:, None, None] & (scribble == ignore)
     out = scribble.copy()
-    out[loop] = 0
+    out[air] = 0
     return out
 
 
