@@ -107,13 +107,15 @@ def _train(args) -> dict:
         patch_size=patch,
         batch_size=1,
         augment=False,
-        device="cpu",
+        device=args.device,
+        amp=args.amp,
         threads=args.threads,
         rampup=0,
     )
     trainer = Trainer(Dataset(work / "ds"), cfg, work / "run", progress=False)
     cases = [f"case{i:03d}" for i in range(args.cases)]
-    sampler = PatchSampler(cache, cases, patch, ignore=3)
+    sampler = PatchSampler(cache, cases, patch, ignore=3, device=trainer.device)
+    cuda = trainer.device.type == "cuda"
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
     model = trainer.build_model()
@@ -124,8 +126,19 @@ def _train(args) -> dict:
         t = time.perf_counter()
         trainer.set_lr(opt, it)
         trainer.train_step(model, opt, sampler, gen, it)
+        if cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
+    gpu = {}
+    if cuda:
+        gpu = {
+            "device": torch.cuda.get_device_name(),
+            "amp": args.amp,
+            "peak_gpu_gb": torch.cuda.max_memory_allocated() / 1e9,
+            "patches_per_s": 1.0 / float(np.median(times[1:])),
+        }
     return {
+        **gpu,
         "cases": args.cases,
         "case_shape": list(args.shape),
         "patch": list(patch),
@@ -211,6 +224,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=8, help="training steps per measurement")
     p.add_argument("--overlap", type=float, default=0.25, help="prediction window overlap")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the step measurement)")
+    p.add_argument("--amp", default="none", help="none | bf16 | fp16 (cuda)")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
     p.add_argument("--out", type=Path, default=None, help="write the results here (JSON)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: check the script runs")
@@ -232,6 +247,7 @@ def main() -> int:
     counts = (2, 4) if args.quick else (10, 100)
     steps = 2 if args.quick else args.steps
     common = ["--threads", str(args.threads), "--patch", *map(str, patch)]
+    common += ["--device", args.device, "--amp", args.amp]
     report: dict = {
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()}), "
         f"{args.threads} threads",

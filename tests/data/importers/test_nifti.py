@@ -113,3 +113,34 @@ def test_nifti_simulated_scribbles(tmp_path: Path, capsys) -> None:
         assert scribble is not None and (scribble != 2).any()
         annotated = scribble != 2
         np.testing.assert_array_equal(scribble[annotated], ds.load_label(case)[annotated])
+
+
+def test_nifti_dense_label_mapping(tmp_path: Path, capsys) -> None:
+    """--label-map keeps chosen source labels as chosen classes, in labels and scribbles;
+    every other label becomes background."""
+    src = tmp_path / "src"
+    label = np.zeros(SHAPE, np.uint8)
+    label[:, :4] = 8  # becomes class 2
+    label[:, 4:6] = 3  # not kept: background
+    label[:, 6:8] = 1  # class 1
+    scribble = np.full(SHAPE, 255, np.uint8)
+    scribble[:, 0] = 8
+    scribble[:, 5] = 3
+    for i in range(3):
+        nib_save(src / "images" / f"c{i}.nii.gz", random_case(i)[0])
+        nib_save(src / "labels" / f"c{i}.nii.gz", label)
+        nib_save(src / "scribbles" / f"c{i}.nii.gz", scribble)
+    out = tmp_path / "out"
+    code, text = run_cli(
+        capsys, "import", "nifti", src, out, "--label-map", "1:1,8:2",
+        "--class-names", "background,a,b", "--ignore-value", "255", "--val-fraction", "0",
+    )  # fmt: skip
+    assert code == 0, text
+    ds = Dataset(out)
+    lab = ds.load_label("c0")
+    assert (lab[:, :4] == 2).all() and (lab[:, 4:6] == 0).all() and (lab[:, 6:8] == 1).all()
+    scr = ds.load_scribble("c0")
+    assert (scr[:, 0] == 2).all() and (scr[:, 5] == 0).all() and (scr[:, 1] == 3).all()
+    assert check_dataset(out).ok
+    code, text = run_cli(capsys, "import", "nifti", src, tmp_path / "o2", "--label-map", "1:0")
+    assert code == 2 and "--label-map" in text
