@@ -67,6 +67,7 @@ def test_resampling_to_a_target_spacing():
 
     assert resampled_shape((8, 30, 31), (5.0, 1.0, 1.0), (10.0, 2.0, 2.0)) == (4, 15, 16)
     assert resampled_shape((8, 30, 31), (5.0, 1.0, 1.0), None) == (8, 30, 31)
+    assert resampled_shape((8, 30, 31), (5.0, 1.0, 1.0), (0.0, 2.0, 2.0)) == (8, 15, 16)
     labels = np.zeros((1, 4, 6, 6), np.uint8)
     labels[0, :, :3] = 2
     down = resample(labels, (2, 3, 3), labels=True)

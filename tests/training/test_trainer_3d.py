@@ -105,6 +105,8 @@ def test_2d_patches_at_native_resolution(tiny_dataset, tmp_path):
         (dict(sampler="slices"), "2D only"),
         (dict(norm="group"), "norm must be one of"),
         (dict(spatial_dims=4), "spatial_dims"),
+        (dict(target_spacing=[0.0, 0.0, 0.0]), "each positive or 0"),
+        (dict(target_spacing=[2.0, -1.0, 2.0]), "each positive or 0"),
     ],
 )
 def test_inconsistent_3d_settings_fail_before_training(tiny_dataset_3d, tmp_path, change, match):

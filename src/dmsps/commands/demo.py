@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cases", type=int, default=None, help="synthetic volumes to make")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--phase",
+        choices=("venous", "unenhanced"),
+        default="venous",
+        help="abdomen only: contrast phase of the synthetic CT (default venous, as most "
+        "abdominal CT is acquired; unenhanced organs differ by a few HU)",
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_set_argument(parser, "override a demo setting, e.g. --set stage1.iterations=200")
     parser.add_argument("--quiet", action="store_true")
@@ -76,7 +83,9 @@ def comparison_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _prepare(task: str, out: Path, cases: int | None, seed: int, quiet: bool) -> Path:
+def _prepare(
+    task: str, out: Path, cases: int | None, seed: int, quiet: bool, phase: str = "venous"
+) -> Path:
     """Make the task's synthetic data (and import it, for the 3D sources); returns the
     dataset folder. Steps already done are skipped."""
     data = out / "data"
@@ -98,7 +107,8 @@ def _prepare(task: str, out: Path, cases: int | None, seed: int, quiet: bool) ->
     else:
         from dmsps.data.synthetic.brain import make_brain_source as make
     print(f"== making {n} synthetic {task} volumes in {source} (official source layout)")
-    make(source, cases=n, seed=seed, progress=not quiet, overwrite=True)
+    extra = {"phase": phase} if task == "abdomen" else {}
+    make(source, cases=n, seed=seed, progress=not quiet, overwrite=True, **extra)
     name = "word" if task == "abdomen" else "brats2020"
     print(f"== dmsps import {name} {source} {data}")
     parser = argparse.ArgumentParser()
@@ -118,11 +128,11 @@ def run(args: argparse.Namespace) -> int:
     if args.cases is not None and args.cases < 5:
         raise DmspsError(f"--cases must be at least 5 (train, val and test), got {args.cases}")
     out = args.out or Path("dmsps-demo" if args.task == "cardiac" else f"dmsps-demo-{args.task}")
-    t0 = time.perf_counter()
-    data = _prepare(args.task, out, args.cases, args.seed, args.quiet)
     name = "demo" if args.task == "cardiac" else f"demo-{args.task}"
     overrides = [f"stage1.device={args.device}", f"stage2.device={args.device}", *args.overrides]
-    cfg = apply_overrides(preset(name), overrides)
+    cfg = apply_overrides(preset(name), overrides)  # a bad --set fails before any work
+    t0 = time.perf_counter()
+    data = _prepare(args.task, out, args.cases, args.seed, args.quiet, args.phase)
     result = run_pipeline(data, out / "run", cfg, progress=not args.quiet)
     minutes = (time.perf_counter() - t0) / 60
     n = result["metrics"]["stage2"]["cases"]

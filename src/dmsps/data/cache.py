@@ -59,10 +59,14 @@ def nonzero_box(image: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
 def resampled_shape(
     shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None
 ) -> tuple[int, ...]:
-    """Grid size after resampling ``shape`` at ``spacing`` mm to ``target`` mm per voxel."""
+    """Grid size after resampling ``shape`` at ``spacing`` mm to ``target`` mm per voxel;
+    a target of 0 keeps that axis (e.g. in-plane only for thick-slice MRI)."""
     if not target:
         return tuple(int(n) for n in shape)
-    return tuple(max(1, round(n * sp / t)) for n, sp, t in zip(shape, spacing, target, strict=True))
+    return tuple(
+        int(n) if t <= 0 else max(1, round(n * sp / t))
+        for n, sp, t in zip(shape, spacing, target, strict=True)
+    )
 
 
 def resample(array: np.ndarray | torch.Tensor, shape: Sequence[int], labels: bool = False):

@@ -86,9 +86,11 @@ def validate_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None) -> N
     if cfg.target_spacing:
         if cfg.resolved_sampler != "patches":
             raise DmspsError("target_spacing needs the patches sampler (sampler=patches)")
-        if len(cfg.target_spacing) != 3 or any(t <= 0 for t in cfg.target_spacing):
+        ts = cfg.target_spacing
+        if len(ts) != 3 or any(t < 0 for t in ts) or not any(t > 0 for t in ts):
             raise DmspsError(
-                f"target_spacing needs 3 positive sizes in mm (Z, Y, X), got {cfg.target_spacing}"
+                "target_spacing needs 3 sizes in mm (Z, Y, X), each positive or 0 to keep "
+                f"that axis, got {ts}"
             )
     if not 0 <= cfg.inference_overlap < 1:
         raise DmspsError("inference_overlap must be in [0, 1)")
