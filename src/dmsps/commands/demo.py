@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--phase",
         choices=("venous", "unenhanced"),
-        default="venous",
-        help="abdomen only: contrast phase of the synthetic CT (default venous, as most "
-        "abdominal CT is acquired; unenhanced organs differ by a few HU)",
+        default="unenhanced",
+        help="abdomen only: contrast phase of the synthetic CT (unenhanced: organs differ "
+        "by a few HU; venous: portal-venous contrast; measured lower, see docs/3d.md)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_set_argument(parser, "override a demo setting, e.g. --set stage1.iterations=200")
@@ -84,7 +84,7 @@ def comparison_table(metrics: dict) -> str:
 
 
 def _prepare(
-    task: str, out: Path, cases: int | None, seed: int, quiet: bool, phase: str = "venous"
+    task: str, out: Path, cases: int | None, seed: int, quiet: bool, phase: str = "unenhanced"
 ) -> Path:
     """Make the task's synthetic data (and import it, for the 3D sources); returns the
     dataset folder. Steps already done are skipped."""
