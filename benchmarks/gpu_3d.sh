@@ -19,11 +19,12 @@ for amp in bf16 none; do
   python benchmarks/mem3d.py $QUICK --only step --device "$DEVICE" --amp "$amp" \
     --steps "$STEPS" --threads 8 --out "$OUT/step_$amp.json" | tee "$OUT/step_$amp.log"
 done
+VAL=$(( ITERS / 6 > 0 ? ITERS / 6 : 1 ))
 dmsps synth abdomen "$OUT/src" --cases "$CASES" --shape $SHAPE --overwrite > "$OUT/synth.log"
 dmsps import word "$OUT/src" "$OUT/data" --overwrite > "$OUT/import.log" 2>&1
 dmsps run "$OUT/data" --preset word --out "$OUT/run" --device "$DEVICE" --quiet \
   --set stage1.iterations="$ITERS" --set stage2.iterations=$((ITERS / 2)) \
-  --set stage1.val_interval=$((ITERS / 6)) --set stage2.val_interval=$((ITERS / 6)) \
+  --set stage1.val_interval=$VAL --set stage2.val_interval=$VAL \
   | tee "$OUT/run.log"
 python - "$OUT" <<'PY'
 import json, sys

@@ -72,3 +72,11 @@ def test_pipeline_end_to_end_resumes_and_keeps_geometry(tiny_dataset, tmp_path):
     (out / "config.json").write_text(json.dumps(saved))
     run_pipeline(tiny_dataset, out, _tiny_cfg(), progress=False, log=lambda *a: None)
     assert (out / "stage1/checkpoints/best.pt").stat().st_mtime_ns == mtime
+
+
+def test_bad_settings_fail_before_the_run_folder_records_them(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    for bad, words in (("stage2.val_interval=0", "val_interval"), ("checkpoint=x", "'best'")):
+        with pytest.raises(DmspsError, match=words):
+            run_pipeline(tiny_dataset, out, apply_overrides(_tiny_cfg(), [bad]), progress=False)
+        assert not (out / "config.json").exists()

@@ -73,9 +73,15 @@ def run_pipeline(
     from dmsps.inference.predictor import predict_folder
     from dmsps.pipeline.expansion import expand_dataset, format_summary
     from dmsps.pipeline.report import write_report
-    from dmsps.training.trainer import Trainer
+    from dmsps.training.trainer import Trainer, validate_config
 
     ds = Dataset(dataset_dir)
+    # Bad settings fail before the run folder records them (a corrected rerun must not
+    # be refused as "made with different settings").
+    validate_config(cfg.stage1)
+    validate_config(cfg.stage2)
+    if cfg.checkpoint not in ("best", "last"):
+        raise DmspsError(f"checkpoint must be 'best' or 'last', not '{cfg.checkpoint}'")
     _check_config(out, cfg)
     timings: dict[str, float] = {}
     split = eval_split(ds, cfg)
@@ -90,8 +96,6 @@ def run_pipeline(
     t = step("stage 1: training on scribbles")
     s1 = Trainer(ds, s1cfg, out / "stage1", progress).fit(resume=True)
     timings["stage1"] = time.perf_counter() - t
-    if cfg.checkpoint not in ("best", "last"):
-        raise DmspsError(f"checkpoint must be 'best' or 'last', not '{cfg.checkpoint}'")
     ckpt_name = f"{cfg.checkpoint}.pt"
     best1 = out / "stage1" / "checkpoints" / ckpt_name
 
