@@ -10,7 +10,12 @@ import pytest
 from scipy import ndimage as ndi
 
 from dmsps.cli import main
-from dmsps.data.simulation import MIN_AREA, simulate_scribble
+from dmsps.data.simulation import (
+    MIN_AREA,
+    keep_every_nth_slice,
+    shorten_scribble,
+    simulate_scribble,
+)
 from dmsps.errors import DmspsError
 from dmsps.io.nifti import Geometry, load_volume, save_volume
 
@@ -192,3 +197,65 @@ def test_cli_refuses_to_write_into_the_labels_folder(tmp_path, capsys):
     _write_labels(labels)
     rc = main(["scribble", str(labels), str(labels)])
     assert rc == 2 and "must differ" in capsys.readouterr().err
+
+
+# --- thinning out existing scribbles (the paper's sparsity study) ---------------------------
+def _real_like_scribble() -> np.ndarray:
+    """Three slices, ignore 4: a 2-px-wide 16-px line of class 1 and an 8-px line of
+    background on slice 0, a full-width line of class 2 on slice 1, nothing on slice 2."""
+    s = np.full((3, 10, 20), 4, np.uint8)
+    s[0, 2:4, 2:18] = 1
+    s[0, 6, 0:8] = 0
+    s[1, 7, :] = 2
+    return s
+
+
+def test_shorten_keeps_a_quarter_of_every_stroke_as_one_piece_from_an_end():
+    s = _real_like_scribble()
+    out = shorten_scribble(s, 0.25, 4)
+    assert (out == 1).sum() == 8 and (out == 0).sum() == 2 and (out == 2).sum() == 5
+    assert ndi.label(out[0] == 1, structure=np.ones((3, 3)))[1] == 1
+    # From an end of the stroke, not its middle: the kept piece touches column 2 or 17.
+    cols = np.nonzero(out[0] == 1)[1]
+    assert cols.min() == 2 or cols.max() == 17
+    # Strokes only shrink: nothing new is annotated, nothing changes class.
+    assert np.all((out == 4) | (out == s))
+    assert np.array_equal(shorten_scribble(s, 1.0, 4), s)
+    assert np.array_equal(shorten_scribble(s, 0.25, 4), out)  # no seed: deterministic
+    with pytest.raises(DmspsError, match=r"\(0, 1\]"):
+        shorten_scribble(s, 0.0, 4)
+
+
+def test_every_nth_annotated_slice_skips_empty_slices():
+    s = np.full((7, 4, 4), 3, np.uint8)
+    for z in (0, 2, 3, 6):
+        s[z, 1, 1] = 1
+    kept = keep_every_nth_slice(s, 2, 3, annotated_only=True)
+    annotated = [z for z in range(7) if (kept[z] != 3).any()]
+    # Annotated slices 0, 2, 3, 6; centred start (4 - 1) // 2 % 2 = 1 -> slices 2 and 6.
+    assert annotated == [2, 6]
+    # Counting all slices instead: start (7 - 1) // 2 % 2 = 1 -> 1, 3, 5 -> only 3 holds one.
+    assert [z for z in range(7) if (keep_every_nth_slice(s, 2, 3)[z] != 3).any()] == [3]
+
+
+def test_cli_thins_out_existing_scribbles(tmp_path, capsys):
+    src = tmp_path / "data" / "scribblesTr"
+    src.mkdir(parents=True)
+    s = _real_like_scribble()
+    save_volume(src / "a.nii.gz", s, Geometry.from_spacing(s.shape, (5.0, 1.0, 1.0)), np.uint8)
+    out = tmp_path / "thin"
+    args = ["scribble", str(src), str(out), "--from-scribbles", "--length", "0.25"]
+    # No dataset.json above: the ignore value is unknown.
+    assert main(args) == 2
+    assert "--num-classes" in capsys.readouterr().err
+    (tmp_path / "data" / "dataset.json").write_text(
+        '{"labels": {"background": 0, "a": 1, "b": 2, "c": 3, "ignore": 4}}'
+    )
+    assert main([*args, "--every-nth-slice", "2"]) == 0
+    assert "10 of 60 annotated voxels kept" in capsys.readouterr().out
+    thin, geom = load_volume(out / "a.nii.gz")
+    assert geom.spacing == pytest.approx((5.0, 1.0, 1.0))
+    # Annotated slices 0 and 1; centred start (2 - 1) // 2 % 2 = 0 keeps slice 0 only.
+    assert (thin[1] == 4).all() and (thin[0] == 1).sum() == 8
+    assert main(["scribble", str(src), str(tmp_path / "x"), "--length", "0.5"]) == 2
+    assert "--from-scribbles" in capsys.readouterr().err

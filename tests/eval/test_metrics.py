@@ -94,6 +94,30 @@ def test_empty_mask_conventions():
     assert spurious.dice == 0.0 and math.isnan(spurious.hd95) and math.isnan(spurious.asd)
 
 
+def test_medpy_convention_hand_cases():
+    """The authors' test scripts (medpy): pooled HD95, directed ASD, zeros when empty."""
+    # The line case above: pooled, position 0.95 * 20 = 19 of 21 sorted values is 0 mm.
+    # medpy's ASD is pred->gt only: 10 mm over 11 surface voxels.
+    gt = np.zeros((1, 3, 20), np.uint8)
+    gt[0, 1, 0:10] = 1
+    pred = gt.copy()
+    pred[0, 1, 14] = 1
+    m = evaluate_case(pred, gt, (1.0, 1.0, 2.0), 2, convention="medpy")[1]
+    assert (m.dice, m.hd95) == (pytest.approx(20 / 21), 0.0)
+    assert m.asd == pytest.approx(10 / 11)
+    # Shifted cubes: 52 pooled distances, the top 18 are 2 mm -> HD95 2; ASD 19/26 per side.
+    cubes = evaluate_case(*shifted_cubes(), SPACING, 2, convention="medpy")[1]
+    assert (cubes.hd95, cubes.asd) == (pytest.approx(2.0), pytest.approx(19 / 26))
+    # Empty in either (or both): all three are 0, never undefined.
+    empty = np.zeros_like(gt)
+    for p, g in ((empty, gt), (gt, empty), (empty, empty)):
+        assert evaluate_case(p, g, (1.0, 1.0, 2.0), 2, convention="medpy")[1] == ClassMetrics(
+            0.0, 0.0, 0.0
+        )
+    with pytest.raises(ValueError, match="monai, medpy"):
+        evaluate_case(pred, gt, (1.0, 1.0, 2.0), 2, convention="nnunet")
+
+
 def test_rejects_bad_input():
     labels = np.zeros((2, 4, 4), np.uint8)
     with pytest.raises(ValueError, match="shape"):
@@ -230,6 +254,28 @@ def test_cli_end_to_end(folders, capsys):
     captured = capsys.readouterr()
     assert "cube" in captured.out and "HD95 (mm)" in captured.out
     assert sorted(p.name for p in gt_dir.iterdir()) == ["a.nii.gz", "b.nii.gz"]
+
+
+def test_cli_both_conventions_are_written_and_named(folders, capsys, tmp_path):
+    pred_dir, gt_dir = folders
+    # Case b predicts nothing where the ground truth has the cube.
+    write_labels(pred_dir, "b", np.zeros_like(shifted_cubes()[1]))
+    out = tmp_path / "both"
+    args = ["evaluate", str(pred_dir), str(gt_dir), "--convention", "both", "--out", str(out)]
+    assert main(args) == 0
+    ours = json.loads((out / "summary.json").read_text())
+    medpy = json.loads((out / "summary_medpy.json").read_text())
+    assert (ours["conventions"]["name"], medpy["conventions"]["name"]) == ("monai", "medpy")
+    # Ours leaves b's undefined HD95 out; medpy counts it as 0 and halves the mean.
+    assert ours["classes"][0]["hd95"] == {"mean": 2.0, "std": 0.0, "n": 1}
+    assert medpy["classes"][0]["hd95"]["mean"] == pytest.approx(1.0)
+    assert medpy["classes"][0]["undefined"] == 0
+    assert read_csv(out / "metrics_medpy.csv")[1]["hd95"] == "0.000000"
+    printed = capsys.readouterr().out
+    assert "monai convention" in printed and "medpy convention" in printed
+    with pytest.raises(SystemExit) as bad:
+        main(["evaluate", str(pred_dir), str(gt_dir), "--convention", "x"])
+    assert bad.value.code == 2
 
 
 def test_spacing_comes_from_the_ground_truth(folders, capsys, tmp_path):

@@ -80,3 +80,34 @@ def test_bad_settings_fail_before_the_run_folder_records_them(tiny_dataset, tmp_
         with pytest.raises(DmspsError, match=words):
             run_pipeline(tiny_dataset, out, apply_overrides(_tiny_cfg(), [bad]), progress=False)
         assert not (out / "config.json").exists()
+
+
+def test_sparser_scribbles_are_made_in_the_run_folder_and_used(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    before = sorted(p.name for p in (tiny_dataset / "scribblesTr").iterdir())
+    cfg = apply_overrides(_tiny_cfg(), ["scribbles.length=0.25", "scribbles.every_nth_slice=2"])
+    run_pipeline(tiny_dataset, out, cfg, progress=False, log=lambda *a: None)
+    assert sorted(p.name for p in (tiny_dataset / "scribblesTr").iterdir()) == before
+    thin_total = full_total = 0
+    made = sorted(p.name for p in (out / "scribbles").iterdir())
+    assert made and set(made) <= set(before)  # the training split's scribbles
+    for name in made:
+        full = np.asarray(nib.load(tiny_dataset / "scribblesTr" / name).dataobj)
+        thin = np.asarray(nib.load(out / "scribbles" / name).dataobj)
+        seeds = np.asarray(nib.load(out / "expand/seeds" / name).dataobj)
+        ignore = full.max()
+        assert np.all((thin == ignore) | (thin == full))
+        # The ignore target merges the scribbles stage 1 saw: the thin ones, not the full.
+        assert np.all(seeds[thin != ignore] == thin[thin != ignore])
+        thin_total += int((thin != ignore).sum())
+        full_total += int((full != ignore).sum())
+    assert 0 < thin_total < 0.25 * full_total
+    assert json.loads((out / "stage1/config.json").read_text())["scribble_dir"].endswith(
+        "scribbles"
+    )
+    # Both metric conventions are written beside each other.
+    medpy = json.loads((out / "metrics/stage2/summary_medpy.json").read_text())
+    assert medpy["conventions"]["name"] == "medpy"
+    with pytest.raises(DmspsError, match=r"scribbles\.length"):
+        bad = apply_overrides(_tiny_cfg(), ["scribbles.length=0"])
+        run_pipeline(tiny_dataset, tmp_path / "bad", bad, progress=False)

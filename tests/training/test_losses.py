@@ -6,7 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dmsps.training.losses import dice_loss, partial_ce, sigmoid_rampup, soft_ce
+from dmsps.errors import DmspsError
+from dmsps.training.losses import (
+    authors_soft_ce,
+    dice_loss,
+    partial_ce,
+    sigmoid_rampup,
+    soft_ce,
+)
 from dmsps.training.methods import Batch, build_method
 
 IGN = 4
@@ -49,6 +56,56 @@ def test_soft_ce_closed_form():
     q = torch.tensor([0.5, 0.25, 0.25]).view(1, 3, 1, 1)
     expected = -(0.5 * math.log(0.7) + 0.25 * math.log(0.2) + 0.25 * math.log(0.1))
     assert soft_ce(p.log(), q).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_authors_form_hand_case():
+    # Saturated logits: softmax(z) = (1, 0, 0, 0); softmax of that is (e, 1, 1, 1) / (e + 3),
+    # so with q = (1, 0, 0, 0) the loss is -log(e / (e + 3)) = 0.7437, the floor the
+    # authors' logged pseudo-label loss sits at. Ours is ~0 there.
+    z = torch.tensor([100.0, 0.0, 0.0, 0.0]).view(1, 4, 1, 1)
+    q = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 4, 1, 1)
+    floor = -math.log(math.e / (math.e + 3))
+    assert authors_soft_ce(z, q).item() == pytest.approx(floor, rel=1e-6)
+    assert floor == pytest.approx(0.7437, abs=1e-4)
+    assert soft_ce(F.log_softmax(z, 1), q).item() == pytest.approx(0.0, abs=1e-6)
+    # A general case by hand: z = log(1, 2, 5) -> p = (0.125, 0.25, 0.625);
+    # softmax(p) = exp(p) / sum exp(p); H = -sum q log softmax(p).
+    z = torch.tensor([1.0, 2.0, 5.0]).log().view(1, 3, 1, 1)
+    q = torch.tensor([0.5, 0.25, 0.25]).view(1, 3, 1, 1)
+    e = [math.exp(v) for v in (0.125, 0.25, 0.625)]
+    s = sum(e)
+    expected = -(0.5 * math.log(e[0] / s) + 0.25 * math.log(e[1] / s) + 0.25 * math.log(e[2] / s))
+    assert authors_soft_ce(z, q).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_authors_form_has_a_much_smaller_gradient():
+    torch.manual_seed(4)
+    z = (3 * torch.randn(2, 4, 6, 6)).requires_grad_()
+    q = torch.softmax(torch.randn(2, 4, 6, 6), 1)
+    (g_ours,) = torch.autograd.grad(soft_ce(F.log_softmax(z, 1), q), z)
+    (g_auth,) = torch.autograd.grad(authors_soft_ce(z, q), z)
+    assert g_auth.norm() < 0.5 * g_ours.norm()
+
+
+def test_dmsps_with_authors_form_and_no_rampup():
+    torch.manual_seed(5)
+    main, aux = torch.randn(1, 4, 3, 3), torch.randn(1, 4, 3, 3)
+    y = torch.full((1, 3, 3), IGN)
+    y[0, 0, 0] = 2
+    alpha = torch.rand((), generator=torch.Generator().manual_seed(7)).item()
+    m = build_method("dmsps", IGN, rampup=0, pl_loss="authors")
+    assert m.weight(0) == 8.0
+    gen = torch.Generator().manual_seed(7)
+    loss, _ = m.loss(main, aux, Batch(main, y), 0, gen)
+    q = alpha * main.softmax(1) + (1 - alpha) * aux.softmax(1)
+    sup = 0.5 * (
+        F.cross_entropy(main, y, ignore_index=IGN) + F.cross_entropy(aux, y, ignore_index=IGN)
+    )
+    # The authors' scripts: torch's cross-entropy given softmax outputs and soft targets.
+    pl = 0.5 * (F.cross_entropy(main.softmax(1), q) + F.cross_entropy(aux.softmax(1), q))
+    assert loss.item() == pytest.approx((sup + 8.0 * pl).item(), rel=1e-6)
+    with pytest.raises(DmspsError, match="soft-ce"):
+        build_method("dmsps", IGN, pl_loss="double")
 
 
 def test_rampup_values():

@@ -27,6 +27,13 @@ Empty masks:
   exactly one of them empty               ->  Dice 0, HD95 and ASD undefined (nan): left
                                               out of the means and counted as 'undefined'
 
+--convention medpy scores as the authors' test scripts do (medpy), so figures can be set
+beside the paper's: a class empty in the prediction or the ground truth gets Dice 0,
+HD95 0 and ASD 0, counted in the means; HD95 is the 95th percentile of the pooled
+distances of both directions; ASD is the mean of the pred->gt distances. Its reports are
+metrics_medpy.csv, summary_medpy.csv and summary_medpy.json; --convention both writes
+both sets and prints both tables, each naming its convention.
+
 Writes metrics.csv (case, class, dice, hd95, asd), summary.csv and summary.json (mean ±
 std over cases per class, and of the per-case mean over foreground classes) into --out,
 default PRED/../<PRED name>_metrics, and prints the summary table.
@@ -34,6 +41,7 @@ default PRED/../<PRED name>_metrics, and prints the summary table.
 examples:
   dmsps evaluate predictions/ labels/
   dmsps evaluate predictions/ datasets/cardiac --out results/cardiac
+  dmsps evaluate predictions/ labels/ --convention both
 """
 
 
@@ -62,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "or for the foreground classes 1..N-1 only",
     )
     parser.add_argument(
+        "--convention",
+        choices=("monai", "medpy", "both"),
+        default="monai",
+        help="how empty classes and distances are scored: monai (ours, default), medpy "
+        "(the authors' test scripts, for comparing with the paper) or both",
+    )
+    parser.add_argument(
         "--allow-missing",
         action="store_true",
         help="warn about predictions without ground truth (and vice versa) instead of failing",
@@ -70,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmsps.eval.evaluation import default_out_dir, evaluate_folders, format_table
+
+    CONVENTION_FILES = {
+        "monai": "metrics.csv, summary.csv and summary.json",
+        "medpy": "metrics_medpy.csv, summary_medpy.csv and summary_medpy.json",
+    }
 
     names = None
     if args.class_names is not None:
@@ -88,7 +108,13 @@ def run(args: argparse.Namespace) -> int:
         class_names=names,
         num_classes=args.classes,
         allow_missing=args.allow_missing,
+        conventions=("monai", "medpy") if args.convention == "both" else (args.convention,),
     )
-    print(format_table(summary))
-    print(f"wrote metrics.csv, summary.csv and summary.json to {out}")
+    tables = [summary, *summary.get("other_conventions", {}).values()]
+    for i, table in enumerate(tables):
+        if i:
+            print()
+        print(format_table(table))
+    names = [f"{CONVENTION_FILES[t['conventions']['name']]}" for t in tables]
+    print(f"wrote {'; '.join(names)} to {out}")
     return 0

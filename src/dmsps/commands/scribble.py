@@ -1,29 +1,42 @@
-"""`dmsps scribble`: simulate scribbles from dense label volumes."""
+"""`dmsps scribble`: simulate scribbles from dense labels, or thin out existing ones."""
 
 from __future__ import annotations
 
 import argparse
 
 NAME = "scribble"
-HELP = "simulate scribbles from dense labels"
+HELP = "simulate scribbles from dense labels, or shorten existing scribbles"
 DESCRIPTION = """\
 Simulate scribbles for every NIfTI label volume in LABELS_DIR and write them, with the
-same names and geometry, into OUT_DIR.
+same names and geometry, into OUT_DIR. With --from-scribbles, the input holds scribbles
+already (real ones, e.g. ACDC's) and they are made sparser instead.
 
 Per slice and per class one thin stroke is drawn along the skeleton of the structure,
 away from its boundary; background gets a loop a few pixels around the foreground and a
 second loop further out. Unannotated voxels get the ignore value C (the number of
 classes). --density shortens strokes to that fraction of their length (the DMSPS paper
-studies 1, 1/2, 1/4, 1/8 and 1/16).
+studies 1, 1/2, 1/4, 1/8 and 1/16). --every-nth-slice N keeps the strokes of every N-th
+slice only (axis 0; centred on the middle slice), as annotators of 3D volumes do.
 
-example:
+--from-scribbles: every stroke (per slice, class and connected piece) keeps --length of
+its pixels as one piece from one end (deterministic, no seed), and --every-nth-slice
+keeps every N-th *annotated* slice. This is the paper's 1/4-length ACDC experiment
+(--length 0.25). The ignore value comes from --num-classes or from the dataset.json of
+the folder above the input. `dmsps run --set scribbles.length=0.25` does the same inside
+a run folder, without a separate dataset.
+
+examples:
   dmsps scribble data/mine/labelsTr data/mine/scribblesTr --density 0.25 --seed 0
+  dmsps scribble data/acdc/scribblesTr acdc_quarter/scribblesTr --from-scribbles --length 0.25
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "labels_dir", metavar="LABELS_DIR", help="folder of dense label volumes (.nii.gz / .nii)"
+        "labels_dir",
+        metavar="LABELS_DIR",
+        help="folder of dense label volumes (.nii.gz / .nii), or of scribbles with "
+        "--from-scribbles",
     )
     parser.add_argument(
         "out_dir", metavar="OUT_DIR", help="folder for the scribbles (created; not LABELS_DIR)"
@@ -34,12 +47,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="stroke length as a fraction of the full stroke, in (0, 1] (default 1)",
     )
+    parser.add_argument(
+        "--every-nth-slice",
+        type=int,
+        default=1,
+        metavar="N",
+        help="keep the strokes of every N-th slice only (default 1: all)",
+    )
+    parser.add_argument(
+        "--from-scribbles",
+        action="store_true",
+        help="the input holds scribbles: shorten them (--length) and thin their slices",
+    )
+    parser.add_argument(
+        "--length",
+        type=float,
+        default=1.0,
+        help="--from-scribbles: keep this fraction of every stroke, in (0, 1] (default 1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--num-classes",
         type=int,
         default=None,
-        help="number of classes C incl. background (default: largest label + 1)",
+        help="number of classes C incl. background (default: largest label + 1; with "
+        "--from-scribbles: from the dataset.json above the input)",
     )
 
 
@@ -50,11 +82,17 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from dmsps.data.simulation import simulate_scribble
+    from dmsps.data.simulation import keep_every_nth_slice, simulate_scribble
     from dmsps.errors import DmspsError
     from dmsps.io.nifti import is_nifti, load_volume, save_volume
 
     labels_dir, out_dir = Path(args.labels_dir), Path(args.out_dir)
+    if args.every_nth_slice < 1:
+        raise DmspsError(f"--every-nth-slice must be at least 1, got {args.every_nth_slice}")
+    if args.from_scribbles:
+        return _thin_out(args, labels_dir, out_dir)
+    if args.length != 1.0:
+        raise DmspsError("--length shortens existing scribbles: add --from-scribbles")
     if not 0.0 < args.density <= 1.0:
         raise DmspsError(f"--density must be in (0, 1], got {args.density}")
     if args.seed < 0:
@@ -87,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         # Seeded per file name: a file's scribble does not depend on the other files.
         rng = np.random.default_rng([args.seed, zlib.crc32(path.name.encode())])
         scribble = simulate_scribble(label.astype(np.int64), num_classes, args.density, rng=rng)
+        scribble = keep_every_nth_slice(scribble, args.every_nth_slice, num_classes)
         save_volume(out_dir / path.name, scribble, geometry, np.uint8)
     print(
         f"wrote {len(files)} scribble volume(s) to {out_dir} "
@@ -104,3 +143,59 @@ def _max_label(path) -> int:
 
     data, _ = load_volume(path, np.float64)
     return max_label(data, path)
+
+
+def _thin_out(args: argparse.Namespace, in_dir, out_dir) -> int:
+    """--from-scribbles: shorter strokes and fewer slices from existing scribbles."""
+    import json
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from dmsps.data.labels import check_scribble
+    from dmsps.data.simulation import keep_every_nth_slice, shorten_scribble
+    from dmsps.errors import DataError, DmspsError
+    from dmsps.io.nifti import is_nifti, load_volume, save_volume
+
+    if not 0.0 < args.length <= 1.0:
+        raise DmspsError(f"--length must be in (0, 1], got {args.length}")
+    if args.density != 1.0:
+        raise DmspsError("--density applies to simulated scribbles; use --length here")
+    if not in_dir.is_dir():
+        raise DmspsError(f"{in_dir}: scribble folder not found")
+    if out_dir.resolve() == in_dir.resolve():
+        raise DmspsError(f"{out_dir}: OUT_DIR must differ from the input (never write into it)")
+    num_classes = args.num_classes
+    meta_path = in_dir.resolve().parent / "dataset.json"
+    if num_classes is None and meta_path.is_file():
+        try:
+            labels = json.loads(meta_path.read_text())["labels"]
+            num_classes = len([k for k in labels if k != "ignore"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(meta_path, f"cannot read the class labels ({e})") from e
+    if num_classes is None:
+        raise DmspsError(
+            f"{in_dir}: give --num-classes (no dataset.json above it tells the ignore value)"
+        )
+    if not 2 <= num_classes <= 254:
+        raise DmspsError(f"--num-classes must be in 2..254, got {num_classes}")
+    files = sorted(p for p in in_dir.iterdir() if p.is_file() and is_nifti(p))
+    if not files:
+        raise DmspsError(f"{in_dir}: no NIfTI files (.nii.gz / .nii) found")
+    before = after = 0
+    for path in tqdm(files, desc="thin out", unit="volume"):
+        data, geometry = load_volume(path, np.float32)
+        scribble = check_scribble(data, num_classes, num_classes, path)
+        thinner = shorten_scribble(scribble, args.length, num_classes)
+        thinner = keep_every_nth_slice(
+            thinner, args.every_nth_slice, num_classes, annotated_only=True
+        )
+        before += int((scribble != num_classes).sum())
+        after += int((thinner != num_classes).sum())
+        save_volume(out_dir / path.name, thinner, geometry, np.uint8)
+    share = after / before if before else 0.0
+    print(
+        f"wrote {len(files)} scribble volume(s) to {out_dir}: {after} of {before} annotated "
+        f"voxels kept ({share:.1%})"
+    )
+    return 0

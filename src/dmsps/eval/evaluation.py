@@ -23,12 +23,19 @@ import numpy as np
 
 from dmsps.data.labels import as_class_map, check_label, max_label
 from dmsps.errors import DataError, DmspsError
-from dmsps.eval.metrics import METRICS, ClassMetrics, evaluate_case, summarise
+from dmsps.eval.metrics import (
+    METRIC_CONVENTIONS,
+    METRICS,
+    ClassMetrics,
+    evaluate_case_all,
+    summarise,
+)
 from dmsps.io.atomic import write_json, write_text
 from dmsps.io.nifti import Geometry, is_nifti, load_volume, strip_ending
 from dmsps.io.paths import is_within
 
 CONVENTIONS = {
+    "name": "monai",
     "units": "HD95 and ASD in mm, using the ground-truth spacing",
     "surface": "mask voxels with a 6-connected neighbour outside the mask or the image",
     "hd95": "max of the two directed 95th percentiles of surface distances (MONAI)",
@@ -40,6 +47,18 @@ CONVENTIONS = {
     "std": "population std (ddof=0) over cases",
     "foreground_mean": "per case mean over foreground classes, then mean ± std over cases",
 }
+#: The authors' test scripts (medpy), for setting our figures beside the paper's.
+MEDPY_CONVENTIONS = {
+    **CONVENTIONS,
+    "name": "medpy",
+    "hd95": "95th percentile of the pooled pred->gt and gt->pred surface distances (medpy)",
+    "asd": "mean of the pred->gt surface distances (medpy asd)",
+    "empty": "prediction or ground truth empty: Dice 0, HD95 0, ASD 0, counted in the means "
+    "(the authors' test scripts)",
+}
+CONVENTION_NOTES = {"monai": CONVENTIONS, "medpy": MEDPY_CONVENTIONS}
+#: File-name suffix of each convention's reports (ours keep the plain names).
+_SUFFIX = {"monai": "", "medpy": "_medpy"}
 _MAX_LISTED = 10
 
 
@@ -223,7 +242,13 @@ def format_table(summary: Mapping) -> str:
         for r in [header, *rows]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"{cases} case(s); mean ± std over cases.")
+    name = summary.get("conventions", {}).get("name", "monai")
+    lines.append(f"{cases} case(s); mean ± std over cases; {name} convention.")
+    if name == "medpy":
+        lines.append(
+            "medpy convention (the authors' test scripts): a class empty in prediction or "
+            "ground truth scores 0 on all three metrics."
+        )
     undefined = [f"{c['name']} {c['undefined']}" for c in summary["classes"] if c["undefined"]]
     if undefined:
         lines.append(
@@ -243,6 +268,7 @@ def evaluate_folders(
     *,
     num_classes: int | None = None,
     allow_missing: bool = False,
+    conventions: Sequence[str] = ("monai",),
 ) -> dict:
     """Score every prediction against its ground truth; write the reports; return the summary.
 
@@ -252,9 +278,19 @@ def evaluate_folders(
     ground-truth label. Predictions without ground truth and expected cases without a
     prediction are an error unless ``allow_missing``, which warns and scores the rest.
     The returned summary is ``metrics.summarise`` plus ``conventions``, as in summary.json.
+
+    ``conventions`` (``monai``, ``medpy`` or both, first one returned) chooses how empty
+    classes and distances are scored; ``medpy`` reports go to ``*_medpy.*`` files and,
+    when not first, under ``other_conventions`` of the returned summary.
     """
     from tqdm import tqdm
 
+    conventions = tuple(dict.fromkeys(conventions))
+    bad = [c for c in conventions if c not in METRIC_CONVENTIONS]
+    if bad or not conventions:
+        raise DmspsError(
+            f"metric convention must be one of {', '.join(METRIC_CONVENTIONS)}, got {bad}"
+        )
     pred_root, gt_root = Path(pred_dir), Path(gt_dir)
     for what, folder in (("prediction", pred_root), ("ground-truth", gt_root)):
         if not folder.is_dir():
@@ -309,7 +345,7 @@ def evaluate_folders(
         dataset_names = truth.dataset.meta.class_names
         names = dataset_names if len(dataset_names) == num_classes else None
 
-    results: dict[str, dict[int, ClassMetrics]] = {}
+    results: dict[str, dict[str, dict[int, ClassMetrics]]] = {c: {} for c in conventions}
     # A context manager, so an error ends the bar's line before the error is printed.
     with tqdm(
         total=len(cases), desc="evaluate", unit="case", file=sys.stderr, disable=not progress
@@ -328,12 +364,21 @@ def evaluate_folders(
                     f"{preds[case]}: spacing {pred_geom.spacing} differs from the ground truth's "
                     f"{gt_geom.spacing}; using the ground truth's"
                 )
-            results[case] = evaluate_case(pred, gt, gt_geom.spacing, num_classes)
+            scores = evaluate_case_all(pred, gt, gt_geom.spacing, num_classes, conventions)
+            for c in conventions:
+                results[c][case] = scores[c]
             bar.update()
 
-    summary = summarise([results[c] for c in cases], names)
-    summary["conventions"] = dict(CONVENTIONS)
-    write_text(out / "metrics.csv", metrics_csv(results, names))
-    write_text(out / "summary.csv", summary_csv(summary))
-    write_json(out / "summary.json", summary)
-    return summary
+    summaries = {}
+    for c in conventions:
+        summary = summarise([results[c][k] for k in cases], names)
+        summary["conventions"] = dict(CONVENTION_NOTES[c])
+        suffix = _SUFFIX[c]
+        write_text(out / f"metrics{suffix}.csv", metrics_csv(results[c], names))
+        write_text(out / f"summary{suffix}.csv", summary_csv(summary))
+        write_json(out / f"summary{suffix}.json", summary)
+        summaries[c] = summary
+    first = summaries[conventions[0]]
+    if len(conventions) > 1:
+        first = {**first, "other_conventions": {c: summaries[c] for c in conventions[1:]}}
+    return first

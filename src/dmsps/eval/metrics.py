@@ -22,6 +22,13 @@ Conventions (the same as MONAI's ``compute_hausdorff_distance(percentile=95)`` a
   ``summarise`` leaves NaN out of the means and reports how many there were. MONAI instead
   gives NaN or inf for these cases, and nnU-Net leaves Dice undefined when both are empty.
 
+A second convention, ``medpy``, reproduces the authors' test scripts (HiLab-git/DMSPS,
+medpy's ``dc``/``hd95``/``asd``) so that our figures can stand beside the paper's: a class
+empty in the prediction *or* the ground truth scores Dice 0, HD95 0 and ASD 0 (zeros that
+enter the means: a missed structure lowers Dice but improves HD95/ASD); HD95 is the 95th
+percentile of the pooled distances of both directions; ASD is the mean of the
+prediction->ground-truth distances only.
+
 We compute the distances with scipy (Euclidean distance transforms on the bounding box of
 pred ∪ gt) instead of calling MONAI: the numbers match, but MONAI needs torch, warns on
 every empty mask and returns NaN/inf there, and computes the surfaces twice when both HD95
@@ -40,6 +47,8 @@ from scipy import ndimage
 from dmsps.data.labels import check_label
 
 METRICS = ("dice", "hd95", "asd")
+#: Metric conventions: ``monai`` (ours, the default) and ``medpy`` (the authors' scripts).
+METRIC_CONVENTIONS = ("monai", "medpy")
 
 
 @dataclass(frozen=True)
@@ -95,22 +104,54 @@ def surface_distances(
     return to_g[surf_p], to_p[surf_g]
 
 
-def binary_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> ClassMetrics:
-    """Dice, HD95 and ASD of two boolean masks, with the empty-mask convention above."""
+def binary_metrics(
+    pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], convention: str = "monai"
+) -> ClassMetrics:
+    """Dice, HD95 and ASD of two boolean masks under one convention (module docstring)."""
+    return binary_metrics_all(pred, gt, spacing, (convention,))[convention]
+
+
+def binary_metrics_all(
+    pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], conventions: Sequence[str]
+) -> dict[str, ClassMetrics]:
+    """The metrics under each convention, from one computation of the surface distances."""
+    unknown = [c for c in conventions if c not in METRIC_CONVENTIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown metric convention {unknown[0]!r} (choose from "
+            f"{', '.join(METRIC_CONVENTIONS)})"
+        )
     n_pred, n_gt = int(np.count_nonzero(pred)), int(np.count_nonzero(gt))
-    if n_pred == 0 and n_gt == 0:
-        return ClassMetrics(dice=1.0, hd95=0.0, asd=0.0)
     if n_pred == 0 or n_gt == 0:
-        return ClassMetrics(dice=0.0, hd95=math.nan, asd=math.nan)
-    dice = 2.0 * np.count_nonzero(pred & gt) / (n_pred + n_gt)
+        out = {}
+        for c in conventions:
+            if c == "medpy":
+                out[c] = ClassMetrics(dice=0.0, hd95=0.0, asd=0.0)
+            elif n_pred == n_gt:
+                out[c] = ClassMetrics(dice=1.0, hd95=0.0, asd=0.0)
+            else:
+                out[c] = ClassMetrics(dice=0.0, hd95=math.nan, asd=math.nan)
+        return out
+    dice = float(2.0 * np.count_nonzero(pred & gt) / (n_pred + n_gt))
     d_pg, d_gp = surface_distances(pred, gt, spacing)
-    hd95 = max(np.percentile(d_pg, 95), np.percentile(d_gp, 95))
-    asd = (d_pg.sum() + d_gp.sum()) / (d_pg.size + d_gp.size)
-    return ClassMetrics(dice=float(dice), hd95=float(hd95), asd=float(asd))
+    out = {}
+    for c in conventions:
+        if c == "monai":
+            hd95 = max(np.percentile(d_pg, 95), np.percentile(d_gp, 95))
+            asd = (d_pg.sum() + d_gp.sum()) / (d_pg.size + d_gp.size)
+        else:
+            hd95 = np.percentile(np.concatenate([d_pg, d_gp]), 95)
+            asd = d_pg.mean()
+        out[c] = ClassMetrics(dice=dice, hd95=float(hd95), asd=float(asd))
+    return out
 
 
 def evaluate_case(
-    pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], num_classes: int
+    pred: np.ndarray,
+    gt: np.ndarray,
+    spacing: Sequence[float],
+    num_classes: int,
+    convention: str = "monai",
 ) -> dict[int, ClassMetrics]:
     """Metrics of the foreground classes 1..num_classes-1 of one case.
 
@@ -118,6 +159,17 @@ def evaluate_case(
     (sz, sy, sx) in mm (any dimensionality works if spacing matches it). Background (0) is
     not scored: its surface is mostly the image border, which says nothing about quality.
     """
+    return evaluate_case_all(pred, gt, spacing, num_classes, (convention,))[convention]
+
+
+def evaluate_case_all(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    spacing: Sequence[float],
+    num_classes: int,
+    conventions: Sequence[str],
+) -> dict[str, dict[int, ClassMetrics]]:
+    """``evaluate_case`` under several conventions at the cost of one."""
     if num_classes < 2:
         raise ValueError(
             f"num_classes must be at least 2 (background + one class), got {num_classes}"
@@ -129,7 +181,12 @@ def evaluate_case(
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != gt.ndim or not all(s > 0 and math.isfinite(s) for s in spacing):
         raise ValueError(f"spacing {spacing} must hold {gt.ndim} positive numbers")
-    return {c: binary_metrics(pred == c, gt == c, spacing) for c in range(1, num_classes)}
+    out: dict[str, dict[int, ClassMetrics]] = {c: {} for c in conventions}
+    for label in range(1, num_classes):
+        scores = binary_metrics_all(pred == label, gt == label, spacing, conventions)
+        for c in conventions:
+            out[c][label] = scores[c]
+    return out
 
 
 def dice_per_class(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> list[float]:

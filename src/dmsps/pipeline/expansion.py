@@ -122,8 +122,13 @@ def expand_dataset(
     device: str = "auto",
     progress: bool = True,
     target: str = "ignore",
+    scribble_dir: Path | None = None,
 ) -> dict:
-    """Write expanded seeds for ``cases`` into ``out_dir``; resumes over existing files."""
+    """Write expanded seeds for ``cases`` into ``out_dir``; resumes over existing files.
+
+    ``scribble_dir`` holds the scribbles stage 1 trained on when they are not the
+    dataset's (sparser ones): those are the ones merged into the seeds.
+    """
     if target not in TARGETS:
         raise DmspsError(f"expansion target must be ignore or dense, not '{target}'")
     # Full precision: the entropy threshold is sensitive to bf16 rounding of near-0/1
@@ -135,7 +140,7 @@ def expand_dataset(
     lists = ("scribble_pixels", "added_pixels", "added_correct", "label_pixels", "seed_correct")
     summary = ExpandSummary(**{name: [0] * k for name in lists})
     for case in tqdm(cases, desc="expanding scribbles", disable=not progress):
-        scribble = dataset.load_scribble(case)
+        scribble = dataset.load_scribble(case, scribble_dir)
         if scribble is None:
             continue
         target_path = out_dir / f"{case}{dataset.meta.file_ending}"

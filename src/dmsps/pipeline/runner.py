@@ -2,11 +2,14 @@
 
 RUN/
   config.json                 the resolved RunConfig
+  scribbles/                  sparser training scribbles (only with scribbles.length < 1
+                              or scribbles.every_nth_slice > 1)
   stage1/                     checkpoints/{best,last}.pt, log.csv, final.json
   expand/seeds/               expanded seeds (scribble layout) + expand_summary.json
   stage2/                     as stage1, trained on the seeds from stage-1 best weights
   predictions/stage{1,2}/     label maps of the evaluation split (+ uncertainty/)
-  metrics/stage{1,2}/         metrics.csv, summary.csv, summary.json
+  metrics/stage{1,2}/         metrics.csv, summary.csv, summary.json (+ *_medpy: the
+                              authors' metric convention)
   report/index.html           visual report
 
 A step is skipped when its artefacts are complete, so rerunning the same command after
@@ -21,7 +24,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from dmsps.config import RunConfig, from_dict
+from dmsps.config import RunConfig, ScribbleConfig, from_dict
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import write_json
@@ -65,6 +68,45 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def thin_out_scribbles(
+    ds: Dataset, cases: list[str], out_dir: Path, cfg: ScribbleConfig, progress: bool
+) -> str:
+    """Shorter strokes / fewer slices for ``cases`` into ``out_dir`` (resumes per file);
+    returns a one-line account of what was kept."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from dmsps.data.labels import check_scribble
+    from dmsps.data.simulation import keep_every_nth_slice, shorten_scribble
+    from dmsps.io.nifti import load_volume, save_volume
+
+    ignore = ds.meta.ignore_value
+    out_dir.mkdir(parents=True, exist_ok=True)
+    before = after = 0
+    for case in tqdm(cases, desc="thin out scribbles", disable=not progress):
+        source = ds.scribble_path(case)
+        if source is None:
+            continue
+        scribble, geometry = load_volume(source, np.float32)
+        scribble = check_scribble(scribble, ds.meta.num_classes, ignore, source)
+        target = out_dir / f"{case}{ds.meta.file_ending}"
+        if target.is_file():  # resume: written atomically by an earlier, interrupted run
+            thinner = ds.load_scribble(case, out_dir)
+        else:
+            thinner = shorten_scribble(scribble, cfg.length, ignore)
+            thinner = keep_every_nth_slice(
+                thinner, cfg.every_nth_slice, ignore, annotated_only=True
+            )
+            save_volume(target, thinner, geometry, np.uint8)
+        before += int((scribble != ignore).sum())
+        after += int((thinner != ignore).sum())
+    share = after / before if before else 0.0
+    return (
+        f"kept {after} of {before} annotated voxels ({share:.1%}): strokes at "
+        f"{cfg.length:g} of their length, every {cfg.every_nth_slice} annotated slice(s)"
+    )
+
+
 def run_pipeline(
     dataset_dir: Path, out: Path, cfg: RunConfig, progress: bool = True, log=print
 ) -> dict:
@@ -80,6 +122,12 @@ def run_pipeline(
     # be refused as "made with different settings").
     validate_config(cfg.stage1)
     validate_config(cfg.stage2)
+    if not 0.0 < cfg.scribbles.length <= 1.0:
+        raise DmspsError(f"scribbles.length must be in (0, 1], got {cfg.scribbles.length}")
+    if cfg.scribbles.every_nth_slice < 1:
+        raise DmspsError(
+            f"scribbles.every_nth_slice must be at least 1, got {cfg.scribbles.every_nth_slice}"
+        )
     if cfg.checkpoint not in ("best", "last"):
         raise DmspsError(f"checkpoint must be 'best' or 'last', not '{cfg.checkpoint}'")
     _check_config(out, cfg)
@@ -93,6 +141,13 @@ def run_pipeline(
     # Both stages read patches from one preprocessed-case cache (patch training only).
     s1cfg = copy.deepcopy(cfg.stage1)
     s1cfg.cache_dir = s1cfg.cache_dir or str(out / "cache")
+    scribble_dir = None
+    if cfg.scribbles.active:
+        t = step("thinning out the training scribbles")
+        scribble_dir = out / "scribbles"
+        log(thin_out_scribbles(ds, ds.split("train"), scribble_dir, cfg.scribbles, progress))
+        s1cfg.scribble_dir = str(scribble_dir)
+        timings["scribbles"] = time.perf_counter() - t
     t = step("stage 1: training on scribbles")
     s1 = Trainer(ds, s1cfg, out / "stage1", progress).fit(resume=True)
     timings["stage1"] = time.perf_counter() - t
@@ -116,6 +171,7 @@ def run_pipeline(
             cfg.stage1.device,
             progress,
             target=cfg.expand.target,
+            scribble_dir=scribble_dir,
         )
     log(format_summary(exp))
     timings["expand"] = time.perf_counter() - t
@@ -147,8 +203,13 @@ def run_pipeline(
             raise DmspsError(
                 f"{ds.root}: no label for {split} case(s) {missing[:5]}; cannot evaluate"
             )
+        # Ours, plus the authors' (medpy) convention in summary_medpy.json beside it.
         results[stage] = evaluate_folders(
-            pred_dir, ds.root, out / "metrics" / stage, progress=progress
+            pred_dir,
+            ds.root,
+            out / "metrics" / stage,
+            progress=progress,
+            conventions=("monai", "medpy"),
         )
         timings[f"predict+evaluate {stage}"] = time.perf_counter() - t
     write_report(out, ds, cases, results, {"stage1": s1, "stage2": s2}, exp, split)

@@ -21,6 +21,23 @@ def soft_ce(log_probs: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return -(q * log_probs).sum(dim=1).mean()
 
 
+def authors_soft_ce(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The pseudo-label loss as the authors' code computes it: H(q, softmax(softmax(z))).
+
+    Their scripts hand softmax probabilities to a cross-entropy that applies softmax
+    again. Probabilities in [0, 1] only spread softmax over a factor e, so the loss never
+    falls below -log(e / (e + C - 1)) and its gradient is far smaller than H(q, softmax(z))'s.
+    """
+    return soft_ce(F.log_softmax(torch.softmax(logits, 1), 1), q)
+
+
+#: Pseudo-label loss forms, by setting name: logits, soft target -> loss.
+PL_LOSSES = {
+    "soft-ce": lambda logits, q: soft_ce(F.log_softmax(logits, 1), q),
+    "authors": authors_soft_ce,
+}
+
+
 def dice_loss(
     probs: torch.Tensor,
     target: torch.Tensor,

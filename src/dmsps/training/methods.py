@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from dmsps.errors import DmspsError
-from dmsps.training.losses import dice_loss, partial_ce, sigmoid_rampup, soft_ce
+from dmsps.training.losses import PL_LOSSES, dice_loss, partial_ce, sigmoid_rampup
 
 
 @dataclass
@@ -27,6 +27,7 @@ class MethodConfig:
     ignore: int
     pl_weight: float = 8.0
     rampup: int = 100
+    pl_loss: str = "soft-ce"  # see PL_LOSSES
 
 
 class Method:
@@ -72,7 +73,11 @@ def _mixed_pseudo_label(main, aux, generator):
 
 
 class DMSPS(Method):
-    """pCE + lambda(t) * soft cross-entropy to the dynamically mixed soft pseudo-label."""
+    """pCE + lambda(t) * soft cross-entropy to the dynamically mixed soft pseudo-label.
+
+    ``pl_loss`` picks H(q, softmax(z)) ("soft-ce") or the authors' published
+    H(q, softmax(softmax(z))) ("authors").
+    """
 
     name = "dmsps"
 
@@ -82,7 +87,8 @@ class DMSPS(Method):
     def loss(self, main, aux, batch, iteration, generator=None):
         sup = self.supervised(main, aux, batch.scribble)
         q, alpha = _mixed_pseudo_label(main, aux, generator)
-        pl = 0.5 * (soft_ce(F.log_softmax(main, 1), q) + soft_ce(F.log_softmax(aux, 1), q))
+        form = PL_LOSSES[self.cfg.pl_loss]
+        pl = 0.5 * (form(main, q) + form(aux, q))
         w = self.weight(iteration)
         return sup + w * pl, {"sup": sup.detach(), "pl": pl.detach(), "w": w, "alpha": alpha}
 
@@ -138,8 +144,17 @@ METHODS: dict[str, type[Method]] = {m.name: m for m in (PCE, DMSPS, DMPLS, Full)
 DEFAULT_PL_WEIGHT = {"dmsps": 8.0, "dmpls": 0.5, "pce": 0.0, "full": 0.0}
 
 
-def build_method(name: str, ignore: int, pl_weight: float | None = None, rampup: int = 100):
+def build_method(
+    name: str,
+    ignore: int,
+    pl_weight: float | None = None,
+    rampup: int = 100,
+    pl_loss: str = "soft-ce",
+):
     if name not in METHODS:
         raise DmspsError(f"unknown method '{name}' (choose from {', '.join(METHODS)})")
+    if pl_loss not in PL_LOSSES:
+        raise DmspsError(f"unknown pl_loss '{pl_loss}' (choose from {', '.join(PL_LOSSES)})")
     w = DEFAULT_PL_WEIGHT[name] if pl_weight is None else pl_weight
-    return METHODS[name](MethodConfig(ignore=ignore, pl_weight=w, rampup=rampup))
+    cfg = MethodConfig(ignore=ignore, pl_weight=w, rampup=rampup, pl_loss=pl_loss)
+    return METHODS[name](cfg)

@@ -36,6 +36,7 @@ from dmsps.io.atomic import write_json
 from dmsps.models.checkpoint import load_checkpoint, model_config, save_checkpoint
 from dmsps.models.unet import ModelConfig, build_model, count_parameters, default_dropouts
 from dmsps.training.augment import augment_batch
+from dmsps.training.losses import PL_LOSSES
 from dmsps.training.methods import METHODS, Batch, build_method
 from dmsps.training.samplers import (
     CachedVolumes,
@@ -56,6 +57,8 @@ def validate_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None) -> N
     """Reject settings that cannot work before any data is read."""
     if cfg.method not in METHODS:
         raise DmspsError(f"unknown method '{cfg.method}' (choose from {', '.join(METHODS)})")
+    if cfg.pl_loss not in PL_LOSSES:
+        raise DmspsError(f"pl_loss must be one of {', '.join(PL_LOSSES)}, not '{cfg.pl_loss}'")
     if cfg.optimizer not in ("sgd", "adam"):
         raise DmspsError(f"optimizer must be sgd or adam, not '{cfg.optimizer}'")
     if cfg.schedule not in ("auto", "poly", "constant"):
@@ -133,7 +136,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if self.device.type == "cpu":
             tune_glibc_malloc()
-        self.method = build_method(cfg.method, self.ignore, cfg.pl_weight, cfg.rampup)
+        self.method = build_method(cfg.method, self.ignore, cfg.pl_weight, cfg.rampup, cfg.pl_loss)
         self._cache: CaseCache | None = None
 
     # --- paths -------------------------------------------------------------------------
