@@ -191,3 +191,24 @@ def test_tensorboard_logs_the_training_curve(tiny_dataset, tmp_path):
     assert [e.step for e in acc.Scalars("val_dice")] == [3, 6]
     rows = _rows(out / "log.csv")
     assert acc.Scalars("loss")[-1].value == pytest.approx(float(rows[-1]["loss"]), rel=1e-6)
+
+
+def test_a_diverged_run_stops_with_a_clear_error_and_keeps_its_last_checkpoint(
+    tiny_dataset, tmp_path
+):
+    out = tmp_path / "r"
+    cfg = TrainConfig(**{**SMALL, "log_interval": 2})
+    trainer = Trainer(Dataset(tiny_dataset), cfg, out, False)
+    loss = trainer.method.loss
+
+    def nan_from_iteration_4(main, aux, batch, it, generator=None):
+        value, terms = loss(main, aux, batch, it, generator)
+        return (value * float("nan") if it >= 3 else value), terms  # it counts from 0
+
+    trainer.method.loss = nan_from_iteration_4
+    with pytest.raises(DmspsError, match="diverged, the loss is nan at iteration 4"):
+        trainer.fit()
+    # Iteration 4 is logged but not validated: last.pt still holds iteration 3's weights.
+    last = load_checkpoint(out / "checkpoints/last.pt")
+    assert last["iteration"] == 3
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())

@@ -304,6 +304,16 @@ class Trainer:
         terms["loss"] = loss.detach()
         return terms
 
+    def _check_finite(self, terms: dict, it: int, lr: float) -> None:
+        loss = _num(terms["loss"])
+        if not np.isfinite(loss):
+            raise DmspsError(
+                f"{self.out}: training diverged, the loss is {loss} at iteration {it} "
+                f"(lr {lr:.2e}, amp {self.cfg.amp}); checkpoints/last.pt still holds the "
+                "last validated weights. Lower the learning rate, or use amp=none if mixed "
+                "precision is on"
+            )
+
     def validate(self, model: torch.nn.Module, volumes: Iterable[Volume]) -> float:
         """Mean foreground Dice of the main decoder over the validation volumes."""
         inferer = self.inferer()
@@ -407,6 +417,10 @@ class Trainer:
                         lr=f"{lr:.2e}",
                         img_s=f"{(bar.format_dict.get('rate') or 0.0) * cfg.batch_size:.1f}",
                     )
+                if row is not None or it % cfg.val_interval == 0 or it == cfg.iterations:
+                    # Before validation can save the weights: a diverged run must not
+                    # overwrite its last good checkpoint.
+                    self._check_finite(terms, it, lr)
                 if it % cfg.val_interval == 0 or it == cfg.iterations:
                     dice = self.validate(model, val) if has_val else float("nan")
                     model.train()
