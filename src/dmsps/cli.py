@@ -24,6 +24,7 @@ COMMANDS = [
     "expand",
     "predict",
     "evaluate",
+    "export",
 ]
 
 

@@ -1,4 +1,4 @@
-"""`dmsps predict`: segment NIfTI images with a checkpoint."""
+"""`dmsps predict`: segment NIfTI images with a checkpoint or an exported ONNX model."""
 
 from __future__ import annotations
 
@@ -16,11 +16,16 @@ channel's normalisation, the crop/resampling it was trained with and how to run 
 volume (resized slices for 2D slice models, a sliding window for patch models, 3D or 2D):
 no config file is needed. --uncertainty also writes the normalised
 entropy of the two decoders' mean prediction to OUT/uncertainty/.
+
+CHECKPOINT may also be an .onnx file from `dmsps export` (run with ONNX Runtime on the
+CPU; it holds the main decoder only, so --uncertainty needs the .pt checkpoint).
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument(
+        "checkpoint", type=Path, metavar="CHECKPOINT", help="a .pt checkpoint or an exported .onnx"
+    )
     parser.add_argument("input", type=Path, metavar="IN")
     parser.add_argument("out", type=Path, metavar="OUT")
     parser.add_argument("--uncertainty", action="store_true", help="write uncertainty maps")

@@ -87,7 +87,15 @@ class Predictor:
         **inferer_overrides: Any,
     ) -> None:
         self.path = Path(checkpoint)
-        ckpt = load_checkpoint(self.path)
+        onnx_net = None
+        if self.path.suffix == ".onnx":  # an exported model: its metadata travels inside
+            from dmsps.models.export import OnnxNet
+
+            onnx_net = OnnxNet(self.path)
+            ckpt = {"meta": onnx_net.meta}
+        else:
+            ckpt = load_checkpoint(self.path)
+        self.exported = onnx_net is not None
         self.meta = meta = ckpt["meta"]
         self.in_channels = int(meta["model"]["in_channels"])
         self.num_classes = int(meta["model"]["num_classes"])
@@ -99,12 +107,15 @@ class Predictor:
         self.inferer: Inferer = make_inferer(
             inference_settings(meta),
             dev,
-            resolve_amp(amp, dev),
-            channels_last=True,
+            resolve_amp(amp, dev) if onnx_net is None else None,
+            channels_last=onnx_net is None,
             progress=progress,
             **inferer_overrides,
         )
-        self.model = self.inferer.prepare(model_from_checkpoint(ckpt, self.path))
+        if onnx_net is not None:
+            self.model = onnx_net
+        else:
+            self.model = self.inferer.prepare(model_from_checkpoint(ckpt, self.path))
 
     def probabilities(
         self,
@@ -177,6 +188,11 @@ def predict_folder(
     dmsps.inference.postprocess).
     """
     predictor = Predictor(checkpoint, device, **inferer_overrides)
+    if uncertainty and predictor.exported:
+        raise DmspsError(
+            f"{checkpoint}: an exported model holds the main decoder only; uncertainty maps "
+            "need both decoders: use the .pt checkpoint"
+        )
     cases = find_inputs(source, predictor.in_channels, split)
     src_dir = (source if source.is_dir() else source.parent).resolve()
     if is_within(out, src_dir):

@@ -223,6 +223,30 @@ class Decoder(nn.Module):
         return self.head(x)
 
 
+def pad_to_multiple(x: torch.Tensor, multiples: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
+    """Pad (N, C, *spatial) centrally (edge values repeated) so every spatial size is a
+    multiple of ``multiples``; returns the padded tensor and the original sizes."""
+    sizes = list(x.shape[2:])
+    extra = [(-s) % m for s, m in zip(sizes, multiples, strict=True)]
+    if not any(extra):
+        return x, sizes
+    pad: list[int] = []
+    for e in reversed(extra):  # F.pad wants the last dim first
+        pad += [e // 2, e - e // 2]
+    return F.pad(x, pad, mode="replicate" if x.dim() <= 5 else "constant"), sizes
+
+
+def crop_to(y: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """Undo ``pad_to_multiple``: the central ``sizes`` of (N, C, *spatial)."""
+    if list(y.shape[2:]) == list(sizes):
+        return y
+    slices = [slice(None), slice(None)]
+    for have, want in zip(y.shape[2:], sizes, strict=True):
+        start = (have - want) // 2
+        slices.append(slice(start, start + want))
+    return y[tuple(slices)]
+
+
 class DualDecoderNet(nn.Module):
     """Shared encoder, main decoder, auxiliary decoder on channel-dropped features.
 
@@ -244,24 +268,16 @@ class DualDecoderNet(nn.Module):
         self.multiples = cfg.multiples
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-        sizes = list(x.shape[2:])
-        extra = [(-s) % m for s, m in zip(sizes, self.multiples, strict=True)]
-        if not any(extra):
-            return x, sizes
-        pad: list[int] = []
-        for e in reversed(extra):  # F.pad wants the last dim first
-            pad += [e // 2, e - e // 2]
-        return F.pad(x, pad, mode="replicate" if x.dim() <= 5 else "constant"), sizes
+        return pad_to_multiple(x, self.multiples)
 
     @staticmethod
     def _crop(y: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        if list(y.shape[2:]) == sizes:
-            return y
-        slices = [slice(None), slice(None)]
-        for have, want in zip(y.shape[2:], sizes, strict=True):
-            start = (have - want) // 2
-            slices.append(slice(start, start + want))
-        return y[tuple(slices)]
+        return crop_to(y, sizes)
+
+    def main_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The main decoder's logits for an input whose size is already a multiple of
+        ``multiples`` (what ONNX export traces: no shape-dependent padding)."""
+        return self.main(self.encoder(x))
 
     def forward(self, x: torch.Tensor, aux: bool = True):
         x, sizes = self._pad(x)
