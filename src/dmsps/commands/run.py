@@ -15,6 +15,10 @@ Each step is skipped when its artefacts are complete; rerun the same command aft
 interruption to continue. The preset gives every setting (2D or 3D, network, budget; see
 --preset); override any of them with --set, e.g.
   --set stage1.iterations=5000 --set expand.threshold=0.05 --set expand.target=dense
+  --set stage1.pl_loss=authors --set scribbles.length=0.25
+
+Several GPUs (or CPU processes): torchrun --nproc_per_node N -m dmsps.cli run ... splits
+each batch over the processes; rank 0 writes every file (README, "GPU and several GPUs").
 """
 
 
@@ -24,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", default="acdc", metavar="NAME", help=f"settings to start from; {preset_help()}"
     )
-    add_set_argument(parser, "override a setting (sections: stage1, stage2, expand; or eval_split)")
+    add_set_argument(
+        parser,
+        "override a setting (sections: stage1, stage2, expand, scribbles; or eval_split, "
+        "checkpoint)",
+    )
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (both stages)")
     parser.add_argument("--seed", type=int, default=None, help="seed for both stages")
     parser.add_argument("--quiet", action="store_true")
@@ -41,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
             overrides += [f"stage1.{key}={value}", f"stage2.{key}={value}"]
     cfg = apply_overrides(preset(args.preset), overrides)
     result = run_pipeline(args.dataset, args.out, cfg, progress=not args.quiet)
+    if "metrics" not in result:  # another rank under torchrun: rank 0 reports
+        return 0
     for stage in ("stage1", "stage2"):
         print(f"\n{stage} on the {result['split']} split:")
         print(format_table(result["metrics"][stage]))

@@ -26,8 +26,10 @@ from pathlib import Path
 
 from dmsps.config import RunConfig, ScribbleConfig, from_dict
 from dmsps.data.layout import Dataset
+from dmsps.device import resolve_device
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import write_json
+from dmsps.training import distributed
 
 
 def eval_split(ds: Dataset, cfg: RunConfig) -> str:
@@ -66,6 +68,10 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif va != vb:
             out.append(f"{prefix}{k}: {va} -> {vb}")
     return out
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
 
 
 def thin_out_scribbles(
@@ -130,7 +136,15 @@ def run_pipeline(
         )
     if cfg.checkpoint not in ("best", "last"):
         raise DmspsError(f"checkpoint must be 'best' or 'last', not '{cfg.checkpoint}'")
-    _check_config(out, cfg)
+    # Under torchrun every rank trains; rank 0 alone writes everything else.
+    info = distributed.setup(resolve_device(cfg.stage1.device))
+    main_rank = info.is_main
+    if main_rank:
+        _check_config(out, cfg)
+    distributed.barrier(info)
+    if not main_rank:
+        log = _silent  # progress and summaries come from rank 0
+        progress = False
     timings: dict[str, float] = {}
     split = eval_split(ds, cfg)
 
@@ -145,7 +159,9 @@ def run_pipeline(
     if cfg.scribbles.active:
         t = step("thinning out the training scribbles")
         scribble_dir = out / "scribbles"
-        log(thin_out_scribbles(ds, ds.split("train"), scribble_dir, cfg.scribbles, progress))
+        if main_rank:
+            log(thin_out_scribbles(ds, ds.split("train"), scribble_dir, cfg.scribbles, progress))
+        distributed.barrier(info)
         s1cfg.scribble_dir = str(scribble_dir)
         timings["scribbles"] = time.perf_counter() - t
     t = step("stage 1: training on scribbles")
@@ -157,7 +173,10 @@ def run_pipeline(
     seeds = out / "expand" / "seeds"
     t = step("expanding scribbles with confident stage-1 predictions")
     summary_path = seeds / "expand_summary.json"
-    if summary_path.is_file():
+    exp: dict = {}
+    if not main_rank:
+        pass
+    elif summary_path.is_file():
         exp = json.loads(summary_path.read_text())
     else:
         exp = expand_dataset(
@@ -173,7 +192,9 @@ def run_pipeline(
             target=cfg.expand.target,
             scribble_dir=scribble_dir,
         )
-    log(format_summary(exp))
+    distributed.barrier(info)
+    if main_rank:
+        log(format_summary(exp))
     timings["expand"] = time.perf_counter() - t
 
     t = step("stage 2: training on expanded seeds")
@@ -184,6 +205,9 @@ def run_pipeline(
     s2 = Trainer(ds, s2cfg, out / "stage2", progress).fit(resume=True)
     timings["stage2"] = time.perf_counter() - t
 
+    if not main_rank:  # prediction, evaluation and the report are rank 0's
+        distributed.barrier(info)
+        return {"split": split, "rank": info.rank, "train": {"stage1": s1, "stage2": s2}}
     results = {}
     cases = ds.split(split)
     for stage in ("stage1", "stage2"):
@@ -221,4 +245,5 @@ def run_pipeline(
         "timings_s": timings,
     }
     write_json(out / "results.json", result)
+    distributed.barrier(info)
     return result

@@ -35,6 +35,7 @@ from dmsps.inference.uncertainty import labels
 from dmsps.io.atomic import write_json
 from dmsps.models.checkpoint import load_checkpoint, model_config, save_checkpoint
 from dmsps.models.unet import ModelConfig, build_model, count_parameters, default_dropouts
+from dmsps.training import distributed
 from dmsps.training.augment import augment_batch
 from dmsps.training.losses import PL_LOSSES
 from dmsps.training.methods import METHODS, Batch, build_method
@@ -129,6 +130,11 @@ class Trainer:
             meta.channel_names, meta.extra.get("normalization"), cfg.normalization
         )
         self.device = resolve_device(cfg.device)
+        # Under torchrun: this process's rank, its GPU and its share of the batch.
+        self.dist = distributed.setup(self.device)
+        self.device = distributed.device_for(self.device, self.dist)
+        self.local_batch = distributed.share(cfg.batch_size, self.dist)
+        self.progress = progress and self.dist.is_main
         self.amp = resolve_amp(cfg.amp, self.device)
         # fp16 needs loss scaling against underflow; bf16 and fp32 do not.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
@@ -235,8 +241,13 @@ class Trainer:
         if not train:
             raise DmspsError(f"{self.ds.root}: the training split is empty")
         cache = self.case_cache()
+        # Rank 0 fills the cache while the others wait, then they find it complete.
+        if not self.dist.is_main:
+            distributed.barrier(self.dist)
         cache.prepare(train, scrib_dir, need_labels=need, progress=self.progress)
         cache.prepare(val, with_scribbles=False, progress=self.progress, desc="preprocessing val")
+        if self.dist.is_main:
+            distributed.barrier(self.dist)
         sampler = PatchSampler(
             cache,
             train,
@@ -282,11 +293,18 @@ class Trainer:
         terms as tensors (no host sync here; the loop reads them every log interval).
         """
         cfg = self.cfg
-        image, scrib, label = sampler.sample(cfg.batch_size, gen)
+        # One process: one generator for data and alpha. Several: each draws its own data,
+        # and alpha (from ``gen``, in step on every rank) is the same everywhere.
+        data_gen = gen
+        if self.dist.active:
+            data_gen = distributed.data_generator(cfg.seed, self.dist, it)
+            # Dropout masks differ between ranks, and a resumed run redraws them exactly.
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=data_gen)))
+        image, scrib, label = sampler.sample(self.local_batch, data_gen)
         if cfg.augment:
             targets = [scrib] if label is None else [scrib, label]
             fills = [self.ignore] if label is None else [self.ignore, 0]
-            image, warped = augment_batch(image, targets, fills, gen)
+            image, warped = augment_batch(image, targets, fills, data_gen)
             scrib = warped[0]
             label = warped[1] if label is not None else None
         if cfg.channels_last:
@@ -333,9 +351,13 @@ class Trainer:
         }
 
     def save_best(self, model: torch.nn.Module, it: int, best: dict) -> None:
+        if not self.dist.is_main:
+            return
         save_checkpoint(self.best_path, self.payload(model, it, best))
 
     def save_last(self, model, opt, gen: torch.Generator, it: int, best: dict) -> None:
+        if not self.dist.is_main:
+            return
         payload = self.payload(model, it, best)
         payload["optimizer"] = opt.state_dict()
         payload["scaler"] = self.scaler.state_dict()
@@ -371,7 +393,8 @@ class Trainer:
                 "or choose another output folder"
             )
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / "config.json", asdict(cfg))
+        if self.dist.is_main:
+            write_json(self.out / "config.json", asdict(cfg))
 
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -383,9 +406,11 @@ class Trainer:
         sampler, val = self.build_data()
         has_val = len(val) > 0  # type: ignore[arg-type]
 
-        step_model = torch.compile(model) if cfg.compile else model
-        self._writer = _tensorboard(self.out) if cfg.tensorboard else None
-        self._log = _CsvLog(self.out / "log.csv", history)
+        step_model = distributed.wrap(model, self.device, self.dist)
+        step_model = torch.compile(step_model) if cfg.compile else step_model
+        main_rank = self.dist.is_main
+        self._writer = _tensorboard(self.out) if cfg.tensorboard and main_rank else None
+        self._log = _CsvLog(self.out / "log.csv", history) if main_rank else None
         t0 = time.perf_counter()
         elapsed0 = history[-1]["elapsed_s"] if history else 0.0
         status = "complete"
@@ -422,7 +447,9 @@ class Trainer:
                     # overwrite its last good checkpoint.
                     self._check_finite(terms, it, lr)
                 if it % cfg.val_interval == 0 or it == cfg.iterations:
-                    dice = self.validate(model, val) if has_val else float("nan")
+                    # Every rank holds the same weights: rank 0 validates for all.
+                    dice = self.validate(model, val) if has_val and main_rank else float("nan")
+                    dice = distributed.broadcast(dice, self.dist)
                     model.train()
                     row = row or {"iteration": it, "lr": lr}
                     row["val_dice"] = dice
@@ -459,12 +486,15 @@ class Trainer:
             "parameters": count_parameters(model),
             "train_samples": len(sampler),
         }
-        if status != "stopped":
+        if status != "stopped" and main_rank:
             write_json(self.final_path, summary)
+        distributed.barrier(self.dist)  # nobody reads this stage's files before they exist
         return summary
 
     def log(self, row: dict, it: int) -> None:
-        """One row of log.csv (and TensorBoard scalars when enabled)."""
+        """One row of log.csv (and TensorBoard scalars when enabled); rank 0 only."""
+        if self._log is None:
+            return
         self._log.write(row)
         if self._writer is not None:
             for k, v in row.items():
