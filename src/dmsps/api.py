@@ -119,5 +119,10 @@ class Model:
 
 
 def load_model(path: str | Path, device: str = "auto") -> Model:
-    """A checkpoint (``.pt``, loaded without running code) or an exported ``.onnx``."""
+    """A checkpoint (``.pt``, loaded without running code), an exported ``.onnx``, or the
+    name of a model that ships with dmsps (``dmsps models``; its hash is checked)."""
+    if isinstance(path, str) and not Path(path).suffix and not Path(path).exists():
+        from dmsps.zoo import resolve
+
+        path = resolve(path)
     return Model(path, device)

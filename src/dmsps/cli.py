@@ -25,6 +25,7 @@ COMMANDS = [
     "predict",
     "evaluate",
     "export",
+    "models",
 ]
 
 

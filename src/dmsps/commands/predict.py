@@ -18,16 +18,25 @@ no config file is needed. --uncertainty also writes the normalised
 entropy of the two decoders' mean prediction to OUT/uncertainty/.
 
 CHECKPOINT may also be an .onnx file from `dmsps export` (run with ONNX Runtime on the
-CPU; it holds the main decoder only, so --uncertainty needs the .pt checkpoint).
+CPU; it holds the main decoder only, so --uncertainty needs the .pt checkpoint), or be
+left out for --model NAME, a model that ships with dmsps (`dmsps models` lists them).
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "checkpoint", type=Path, metavar="CHECKPOINT", help="a .pt checkpoint or an exported .onnx"
+        "paths",
+        type=Path,
+        nargs="+",
+        metavar="[CHECKPOINT] IN OUT",
+        help="a .pt checkpoint or an exported .onnx (left out with --model), the images, "
+        "the output folder",
     )
-    parser.add_argument("input", type=Path, metavar="IN")
-    parser.add_argument("out", type=Path, metavar="OUT")
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        help="a shipped model by name instead of CHECKPOINT (dmsps models)",
+    )
     parser.add_argument("--uncertainty", action="store_true", help="write uncertainty maps")
     parser.add_argument("--split", default="test", help="split when IN is a dataset")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -57,7 +66,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmsps.errors import DmspsError
     from dmsps.inference.predictor import predict_folder
+
+    want = 2 if args.model else 3
+    if len(args.paths) != want:
+        form = "--model NAME IN OUT" if args.model else "CHECKPOINT IN OUT"
+        raise DmspsError(f"dmsps predict takes {form}, got {len(args.paths)} path(s)")
+    if args.model:
+        from dmsps.zoo import resolve
+
+        args.checkpoint, (args.input, args.out) = resolve(args.model), args.paths
+    else:
+        args.checkpoint, args.input, args.out = args.paths
 
     written = predict_folder(
         args.checkpoint,
