@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "paths",
         type=Path,
         nargs="+",
-        metavar="[CHECKPOINT] IN OUT",
-        help="a .pt checkpoint or an exported .onnx (left out with --model), the images, "
-        "the output folder",
+        metavar="PATH",
+        help="CHECKPOINT IN OUT: a .pt checkpoint or an exported .onnx, the images, the "
+        "output folder; with --model NAME only IN OUT",
     )
     parser.add_argument(
         "--model",
