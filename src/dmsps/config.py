@@ -23,7 +23,7 @@ from dmsps.errors import DmspsError
 class TrainConfig:
     """One training stage. Defaults are the paper's ACDC stage-1 settings."""
 
-    method: str = "dmsps"  # pce | dmsps | dmpls | full
+    method: str = "dmsps"  # pce | dmsps | dmpls | full | em | tv | mumford-shah | pce-dice
     iterations: int = 30000
     batch_size: int = 24
     spatial_dims: int = 2  # 2: slices; 3: volumes
@@ -42,7 +42,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9
-    pl_weight: float | None = None  # None: the method's default (dmsps 8, dmpls 0.5)
+    pl_weight: float | None = None  # None: the method's default (DEFAULT_PL_WEIGHT)
     rampup: int = 100  # sigmoid ramp-up length of the pseudo-label weight; 0 = none
     # Pseudo-label loss: "soft-ce" H(q, softmax(z)) or "authors" H(q, softmax(softmax(z))),
     # the form the authors' code computes (docs/method.md).
@@ -474,7 +474,8 @@ def load_run_config(path: Path) -> RunConfig:
 
 
 _HELP = {
-    "method": "pce | dmsps | dmpls | full",
+    "method": "pce | dmsps | dmpls | full, or a baseline: em | tv | mumford-shah | pce-dice "
+    "(docs/method.md)",
     "iterations": "training iterations",
     "batch_size": "slices per step",
     "patch_size": "slices: resize every slice to this; patches: patch size, (Y, X) or "
@@ -502,7 +503,8 @@ _HELP = {
     "schedule": "learning-rate schedule: auto (poly decay for sgd, constant for adam) | "
     "poly | constant",
     "lr": "initial learning rate",
-    "pl_weight": "pseudo-label loss weight (default: dmsps 8, dmpls 0.5)",
+    "pl_weight": "weight of the second loss term (default per method: dmsps 8, dmpls 0.5, "
+    "em 0.1, tv 0.01, mumford-shah 1e-6, pce-dice 1)",
     "rampup": "iterations of sigmoid ramp-up of the pseudo-label weight (0: none, as the "
     "authors' original scripts)",
     "pl_loss": "pseudo-label loss: soft-ce (H(q, softmax(z))) | authors (H(q, "

@@ -140,8 +140,18 @@ class Full(Method):
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (PCE, DMSPS, DMPLS, Full)}
 
-# Per-method default pseudo-label weight (the papers' settings).
+# Per-method default weight of the second loss term (the papers' settings).
 DEFAULT_PL_WEIGHT = {"dmsps": 8.0, "dmpls": 0.5, "pce": 0.0, "full": 0.0}
+
+
+def register(cls: type[Method], default_weight: float) -> type[Method]:
+    """Add a Method subclass defined in another module to METHODS, with its default weight.
+
+    Such modules import Method from here, so their classes cannot be listed above.
+    """
+    METHODS[cls.name] = cls
+    DEFAULT_PL_WEIGHT[cls.name] = default_weight
+    return cls
 
 
 def build_method(
@@ -158,3 +168,8 @@ def build_method(
     w = DEFAULT_PL_WEIGHT[name] if pl_weight is None else pl_weight
     cfg = MethodConfig(ignore=ignore, pl_weight=w, rampup=rampup, pl_loss=pl_loss)
     return METHODS[name](cfg)
+
+
+# The scribble baselines (em, tv, mumford-shah, pce-dice) register themselves. Imported
+# last, once everything they use is defined; importing baselines first works as well.
+import dmsps.training.baselines  # noqa: E402, F401
