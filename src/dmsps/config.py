@@ -490,7 +490,7 @@ _HELP = {
     "target_spacing": "resample cases to this voxel spacing in mm, (Z, Y, X), before "
     "training; 0 keeps an axis (patches; predictions come back on the input grid)",
     "cache_dir": "folder for the preprocessed-case cache (default OUT/cache)",
-    "network": "network architecture (unet)",
+    "network": "network architecture: unet | attention-unet | unetpp (docs/CONTRIBUTING.md)",
     "norm": "batch | instance",
     "activation": "leakyrelu | relu",
     "join": "decoder up-step: reduce (1x1 conv then upsample) | concat",

@@ -289,11 +289,14 @@ class DualDecoderNet(nn.Module):
         return main, self._crop(self.aux(aux_feats), sizes)
 
 
-#: Networks by name (``ModelConfig.network``); each takes a ModelConfig.
+#: Networks by name (``ModelConfig.network``); each takes a ModelConfig. models/backbones.py
+#: adds "attention-unet" and "unetpp" when imported (build_model imports it).
 NETWORKS: dict[str, type[nn.Module]] = {"unet": DualDecoderNet}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
+    import dmsps.models.backbones  # noqa: F401  registers its networks; circular at the top
+
     if cfg.network not in NETWORKS:
         raise DmspsError(
             f"unknown network '{cfg.network}' (available: {', '.join(sorted(NETWORKS))})"
