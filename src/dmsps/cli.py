@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from dmsps import __version__
-from dmsps.errors import DmspsError
+from dmsps.errors import DmspsError, describe_os_error
 
 COMMANDS = [
     "demo",
@@ -24,6 +24,7 @@ COMMANDS = [
     "expand",
     "predict",
     "evaluate",
+    "compare",
     "export",
     "models",
 ]
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except DmspsError as exc:
         print(f"dmsps {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused a path the user gave (e.g. --out)
+        print(f"dmsps {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
