@@ -6,6 +6,7 @@ command line prints one clear line instead of a traceback.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -20,3 +21,24 @@ class DataError(DmspsError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+#: What to do when the file system refuses a path, by errno.
+_OS_HINTS = {
+    errno.ENOTDIR: "part of this path is a file, not a folder; choose another path",
+    errno.EEXIST: "exists and is not a folder; choose another path or move the file away",
+    errno.EACCES: "permission denied; choose a folder you can write to, or fix its permissions",
+    errno.EPERM: "permission denied; choose a folder you can write to, or fix its permissions",
+    errno.EROFS: "read-only file system; choose a folder you can write to",
+    errno.ENOSPC: "no space left on the device; free some space or choose another folder",
+    errno.EISDIR: "is a folder where a file is expected; choose another path",
+    errno.ENOENT: "no such file or folder; check the path",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a file-system failure (an output folder that cannot be created or
+    written, a full disk): the path and what to do, instead of a traceback."""
+    path = exc.filename if exc.filename is not None else exc.filename2
+    hint = _OS_HINTS.get(exc.errno or 0) or exc.strerror or str(exc)
+    return f"{path}: {hint}" if path is not None else hint

@@ -268,8 +268,7 @@ class CaseCache:
             return
         scribble = self.ds.load_scribble(case, folder, shape=tuple(info["shape"]))
         if scribble is None:
-            where = folder or self.ds.root / "scribblesTr"
-            raise DmspsError(f"{where}: no scribble for training case '{case}'")
+            raise self.ds.missing_scribble(case, folder)
         box = tuple(slice(a, b) for a, b in info["box"])
         cropped = self._grid(scribble[box], info["grid"])
         rng = np.random.default_rng(zlib.crc32(case.encode()))  # same sample every build

@@ -82,7 +82,11 @@ def check_label(
 
 
 def check_scribble(
-    arr: np.ndarray, num_classes: int, ignore: int, where: str | Path | None = None
+    arr: np.ndarray,
+    num_classes: int,
+    ignore: int,
+    where: str | Path | None = None,
+    context: str = "",
 ) -> np.ndarray:
     """A scribble in our convention (classes 0..C-1, ``ignore`` unannotated) as uint8."""
     out = as_class_map(arr, where, "scribble")
@@ -92,7 +96,8 @@ def check_scribble(
         shown = ", ".join(str(int(v)) for v in bad[:10])
         raise _fail(
             where,
-            f"values {shown} outside 0..{num_classes - 1} for classes and {ignore} for unannotated",
+            f"values {shown} outside 0..{num_classes - 1} for classes and {ignore} for "
+            f"unannotated{context}",
             "scribble",
         )
     return out.astype(np.uint8)

@@ -74,7 +74,11 @@ def load_channels(paths: Sequence[Path]) -> tuple[np.ndarray, Geometry]:
         if not np.isfinite(arr).all():
             n_nan = int(np.isnan(arr).sum())
             n_inf = int((~np.isfinite(arr)).sum()) - n_nan
-            raise DataError(p, f"image holds {n_nan} NaN and {n_inf} infinite values")
+            raise DataError(
+                p,
+                f"image holds {n_nan} NaN and {n_inf} infinite values; replace them with "
+                "finite numbers (e.g. 0) in the file",
+            )
         if geom is None:
             geom = g
         elif problem := g.mismatch(geom, "channel", "channel 0's"):
@@ -181,14 +185,25 @@ class Dataset:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DmspsError(f"{self.root}: dataset folder not found")
+            raise DmspsError(
+                f"{self.root}: dataset folder not found; check the path (the folder that "
+                "holds dataset.json)"
+            )
+        if not any(self.root.iterdir()):
+            raise DmspsError(
+                f"{self.root}: dataset folder is empty; make a dataset in it with "
+                "`dmsps import` (or `dmsps synth`), or give the folder that holds dataset.json"
+            )
         meta_path = self.root / "dataset.json"
         if not meta_path.is_file():
-            raise DataError(meta_path, "missing (every dataset needs a dataset.json)")
+            raise DataError(
+                meta_path,
+                "missing (every dataset needs a dataset.json; `dmsps import` writes one)",
+            )
         try:
             obj = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(meta_path, f"malformed JSON ({exc})") from None
+            raise DataError(meta_path, f"malformed JSON ({exc}); fix the syntax there") from None
         self.meta = DatasetMeta.from_json(obj, meta_path)
         self.splits = self._read_splits()
 
@@ -201,7 +216,7 @@ class Dataset:
         try:
             obj = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(path, f"malformed JSON ({exc})") from None
+            raise DataError(path, f"malformed JSON ({exc}); fix the syntax there") from None
         if not isinstance(obj, dict):
             raise DataError(path, "must hold an object with train/val/test lists")
         out: dict[str, list[str]] = {}
@@ -272,8 +287,24 @@ class Dataset:
             return None
         arr, g = load_volume(p, np.float32)
         if shape is not None and tuple(g.shape) != tuple(shape):
-            raise DataError(p, f"label shape {g.shape} differs from the image's {tuple(shape)}")
-        return check_label(arr, self.meta.num_classes, p, tolerance=1e-3).astype(np.int16)
+            raise DataError(
+                p,
+                f"label shape {g.shape} differs from the image's {tuple(shape)}; resample or "
+                "crop it onto the image's voxel grid",
+            )
+        names = ", ".join(self.meta.class_names)
+        context = f" (dataset.json's classes: {names}); fix the label or the classes"
+        values = check_label(arr, self.meta.num_classes, p, tolerance=1e-3, context=context)
+        return values.astype(np.int16)
+
+    def missing_scribble(self, case: str, folder: Path | None = None) -> DataError:
+        """The error for a training case without a scribble: it names the file needed."""
+        where = Path(folder) if folder else self.root / "scribblesTr"
+        return DataError(
+            where / f"{case}{self.meta.file_ending}",
+            f"missing: training case '{case}' needs a scribble; add this file, or list the "
+            "case under 'test' in splits.json",
+        )
 
     def scribble_path(self, case: str, folder: Path | None = None) -> Path | None:
         if folder is None:
@@ -290,9 +321,15 @@ class Dataset:
             return None
         arr, g = load_volume(p, np.float32)
         if shape is not None and tuple(g.shape) != tuple(shape):
-            raise DataError(p, f"scribble shape {g.shape} differs from the image's {tuple(shape)}")
+            raise DataError(
+                p,
+                f"scribble shape {g.shape} differs from the image's {tuple(shape)}; resample "
+                "or crop it onto the image's voxel grid",
+            )
         meta = self.meta
-        return check_scribble(arr, meta.num_classes, meta.ignore_value, p).astype(np.int16)
+        context = "; fix the scribble, or the classes in dataset.json"
+        values = check_scribble(arr, meta.num_classes, meta.ignore_value, p, context=context)
+        return values.astype(np.int16)
 
 
 class DatasetWriter:

@@ -50,7 +50,8 @@ def find_inputs(source: Path, in_channels: int, split: str = "test") -> list[Inp
         ds = Dataset(source)
         if ds.num_channels != in_channels:
             raise DmspsError(
-                f"{source}: dataset has {ds.num_channels} channels, the model needs {in_channels}"
+                f"{source}: dataset has {ds.num_channels} channels, the model takes "
+                f"{in_channels}; use a checkpoint trained on this dataset's channels"
             )
         cases = ds.split(split)
         if not cases:
@@ -64,11 +65,14 @@ def find_inputs(source: Path, in_channels: int, split: str = "test") -> list[Inp
         case, channel = split_channel(strip_ending(p.name))
         groups.setdefault(case, {})[0 if channel is None else channel] = p
     out = []
+    expected = "_0000" if in_channels == 1 else f"_0000.._{in_channels - 1:04d}"
     for case, chans in sorted(groups.items()):
         if sorted(chans) != list(range(in_channels)):
             raise DataError(
                 next(iter(chans.values())),
-                f"case '{case}' has channels {sorted(chans)}, the model needs 0..{in_channels - 1}",
+                f"case '{case}' has channels {sorted(chans)}, the model takes {in_channels} "
+                f"({expected}); give one file per channel the model was trained on, or use a "
+                "checkpoint trained on these channels",
             )
         out.append(InputCase(case, [chans[i] for i in range(in_channels)]))
     return out

@@ -42,14 +42,47 @@ class Geometry:
             self.spacing, other.spacing, rtol=tol, atol=tol
         )
 
+    @property
+    def directions(self) -> np.ndarray:
+        """Unit direction of each nibabel axis (x, y, z) in world space, as columns."""
+        norms = np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+        return self.affine[:3, :3] / np.where(norms > 0, norms, 1.0)
+
+    @property
+    def orientation(self) -> str:
+        """nibabel's axis codes, e.g. ``"LPS"``: where the x, y and z axes point."""
+        return "".join(str(c) for c in nib.orientations.aff2axcodes(self.affine))
+
     def mismatch(self, ref: Geometry, what: str, ref_name: str) -> str | None:
-        """Why this grid is not ``ref``'s (shape, then spacing), or None when it is."""
+        """Why this grid is not ``ref``'s (shape, spacing, then orientation), or None.
+
+        Maps are matched to images voxel by voxel, so a label on a flipped or turned grid
+        would silently mark the wrong voxels; its position (origin) is not compared.
+        """
         if self.shape != ref.shape:
-            return f"{what} shape {self.shape} differs from {ref_name} {ref.shape}"
+            return (
+                f"{what} shape {self.shape} differs from {ref_name} {ref.shape}; resample "
+                "or crop it onto the same voxel grid"
+            )
         if not self.same_grid(ref):
             sp = tuple(round(s, 4) for s in self.spacing)
             ref_sp = tuple(round(s, 4) for s in ref.spacing)
-            return f"{what} spacing {sp} mm differs from {ref_name} {ref_sp} mm"
+            return (
+                f"{what} spacing {sp} mm differs from {ref_name} {ref_sp} mm; resample it "
+                "onto the same voxel grid"
+            )
+        if not np.allclose(self.directions, ref.directions, atol=1e-3):
+            turned = (
+                f"{what} orientation {self.orientation} differs from {ref_name} "
+                f"{ref.orientation} (axis codes)"
+                if self.orientation != ref.orientation
+                else f"{what} axes are rotated against {ref_name}"
+            )
+            return (
+                f"{turned}; matched voxel by voxel it would be mirrored or turned: reorient "
+                "it onto the image's grid, or copy the image's affine into it if only its "
+                "header is wrong"
+            )
         return None
 
     def crop(self, box: tuple[slice, ...]) -> Geometry:
@@ -74,6 +107,36 @@ def strip_ending(name: str) -> str:
     return name
 
 
+#: Leading bytes of files that get saved under a NIfTI name by mistake.
+_OTHER_FORMATS = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x89HDF", "an HDF5 file"),
+    (b"NRRD", "an NRRD volume"),
+    (b"ObjectType", "a MetaImage (.mha) volume"),
+    (b"PK\x03\x04", "a zip archive"),
+)
+
+
+def other_format(path: Path) -> str | None:
+    """What an unreadable NIfTI holds instead, when its first bytes tell (or None)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return None
+    if head[128:132] == b"DICM":
+        return "a DICOM file"
+    for magic, what in _OTHER_FORMATS:
+        if head.startswith(magic):
+            return what
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "text"
+    return None
+
+
 def load_volume(path: str | Path, dtype=np.float32) -> tuple[np.ndarray, Geometry]:
     """Read a 2D or 3D NIfTI as a (Z, Y, X) array plus its geometry.
 
@@ -89,13 +152,26 @@ def load_volume(path: str | Path, dtype=np.float32) -> tuple[np.ndarray, Geometr
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel raises many types for corrupt files
-        raise DataError(path, f"cannot read NIfTI ({type(exc).__name__}: {exc})") from None
+        if what := other_format(path):
+            raise DataError(
+                path, f"holds {what}, not NIfTI (whatever its name); convert it to NIfTI"
+            ) from None
+        first = str(exc).splitlines()[0][:160] if str(exc) else "no details"
+        raise DataError(
+            path,
+            f"cannot read NIfTI ({type(exc).__name__}: {first.replace(str(path), path.name)}); "
+            "the file is damaged, truncated or not NIfTI: copy or export it again",
+        ) from None
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 2:
         data = data[:, :, None]
     if data.ndim != 3:
-        raise DataError(path, f"expected a 2D or 3D volume, got shape {tuple(data.shape)}")
+        raise DataError(
+            path,
+            f"expected a 2D or 3D volume, got {data.ndim}D shape {tuple(data.shape)}; split "
+            "it into one 3D file per channel (NAME_0000, NAME_0001, ...) or per time frame",
+        )
     arr = np.ascontiguousarray(np.transpose(data, (2, 1, 0))).astype(dtype, copy=False)
     geom = Geometry(affine=np.asarray(img.affine, dtype=np.float64), shape=tuple(arr.shape))
     return arr, geom

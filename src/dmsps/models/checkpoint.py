@@ -45,9 +45,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "it could run code. Only use checkpoints from sources you trust"
         ) from None
     except Exception as exc:
+        # First sentence only: torch's messages go on about internals for lines.
+        first = str(exc).splitlines()[0].split(". ")[0][:160] if str(exc) else "no details"
         raise DmspsError(
-            f"{path}: not a readable dmsps checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:160] if str(exc) else 'truncated or corrupt'})"
+            f"{path}: not a readable dmsps checkpoint ({type(exc).__name__}: {first}); the "
+            "file is truncated or corrupt: copy it again, or use checkpoints/last.pt or "
+            "best.pt of a finished run"
         ) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
         raise DmspsError(f"{path}: not a dmsps checkpoint (no model/meta entries)")
@@ -65,7 +68,10 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint")
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
+        first = first.split(": copying")[0]  # the parameter's name, without torch's shapes
         raise DmspsError(
-            f"{path}: weights do not fit the architecture it describes ({first[:160]})"
+            f"{path}: weights do not fit the architecture it describes ({first[:160]}); the "
+            "file was altered or mixed with another model's: use the checkpoint as training "
+            "wrote it"
         ) from None
     return model

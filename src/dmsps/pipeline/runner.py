@@ -136,6 +136,13 @@ def run_pipeline(
         )
     if cfg.checkpoint not in ("best", "last"):
         raise DmspsError(f"checkpoint must be 'best' or 'last', not '{cfg.checkpoint}'")
+    for key in ("init_from", "scribble_dir"):  # the pipeline sets both (stage 1 -> expand)
+        if getattr(cfg.stage2, key):
+            raise DmspsError(
+                f"stage2.{key} is set by the pipeline (stage 1's checkpoint, the expanded "
+                f"seeds), not by --set; to train stage 2 on your own, use `dmsps train "
+                f"--stage 2 --{key.replace('_', '-')} ...`"
+            )
     # Under torchrun every rank trains; rank 0 alone writes everything else.
     info = distributed.setup(resolve_device(cfg.stage1.device))
     main_rank = info.is_main

@@ -90,8 +90,7 @@ def load_slices(
         image, geom = ds.load_image(case)
         scrib = ds.load_scribble(case, scribble_dir, shape=geom.shape)
         if scrib is None:
-            where = scribble_dir or ds.root / "scribblesTr"
-            raise DmspsError(f"{where}: no scribble for training case '{case}'")
+            raise ds.missing_scribble(case, scribble_dir)
         label = ds.load_label(case, shape=geom.shape) if need_labels else None
         if need_labels and label is None:
             raise DmspsError(f"{ds.root / 'labelsTr'}: method 'full' needs a label for '{case}'")
@@ -108,11 +107,22 @@ def load_slices(
             t_l = torch.from_numpy(label[keep].astype(np.float32))[:, None]
             labs.append(resize_slices(t_l, size, "nearest")[:, 0].to(torch.uint8))
     if not imgs:
-        raise DmspsError(f"{ds.root}: no training slice has any annotated pixel")
+        raise no_annotation_error(ds, scribble_dir)
     return SliceSampler(
         torch.cat(imgs).contiguous(),
         torch.cat(scribs).contiguous(),
         torch.cat(labs).contiguous() if labs else None,
+    )
+
+
+def no_annotation_error(ds: Dataset, scribble_dir: Path | None) -> DmspsError:
+    """Every training scribble holds only the unannotated value: nothing to learn from."""
+    where = scribble_dir or ds.root / "scribblesTr"
+    meta = ds.meta
+    return DmspsError(
+        f"{where}: no training scribble has an annotated voxel (all hold the unannotated "
+        f"value {meta.ignore_value}); draw scribbles with class values 0..{meta.num_classes - 1}"
+        ", or import them again with the right unannotated value (--ignore-value)"
     )
 
 
@@ -157,7 +167,7 @@ class PatchSampler:
         self.channels = int(cache.image(self.cases[0]).shape[0])
         self.anchors = [cache.annotated(c, scribble_dir) for c in self.cases]
         if not any(len(a) for a in self.anchors) and not need_labels:
-            raise DmspsError(f"{cache.ds.root}: no training case has any annotated voxel")
+            raise no_annotation_error(cache.ds, scribble_dir)
 
     def __len__(self) -> int:
         return len(self.cases)

@@ -203,8 +203,16 @@ class Trainer:
         model = build_model(self.model_cfg)
         if cfg.init_from:
             init = load_checkpoint(cfg.init_from)
-            if model_config(init) != self.model_cfg:
-                raise DmspsError(f"{cfg.init_from}: its architecture differs from this run's")
+            theirs, ours = model_config(init).to_dict(), self.model_cfg.to_dict()
+            if theirs != ours:
+                diffs = [
+                    f"{k} {theirs[k]} there, {ours[k]} here" for k in ours if theirs[k] != ours[k]
+                ]
+                raise DmspsError(
+                    f"{cfg.init_from}: its architecture differs from this run's "
+                    f"({'; '.join(diffs[:3])}); start from a checkpoint trained with the same "
+                    "network settings, or set them to the checkpoint's"
+                )
             model.load_state_dict(init["model"])
         model.to(self.device)
         if cfg.channels_last:

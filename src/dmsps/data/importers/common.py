@@ -95,7 +95,9 @@ def prepare_output(out: Path, sources: Iterable[Path], overwrite: bool) -> None:
         if is_within(src, out):
             raise DmspsError(f"{out}: output folder contains the source {src}; choose another")
     if out.exists() and not out.is_dir():
-        raise DmspsError(f"{out}: exists and is not a folder")
+        raise DmspsError(
+            f"{out}: exists and is not a folder; choose another path or move the file away"
+        )
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             hint = (
