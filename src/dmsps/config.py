@@ -23,7 +23,7 @@ from dmsps.errors import DmspsError
 class TrainConfig:
     """One training stage. Defaults are the paper's ACDC stage-1 settings."""
 
-    method: str = "dmsps"  # pce | dmsps | dmpls | full | em | tv | mumford-shah | pce-dice
+    method: str = "dmsps"  # a METHODS name: pce, dmsps, dmpls, full or a baseline
     iterations: int = 30000
     batch_size: int = 24
     spatial_dims: int = 2  # 2: slices; 3: volumes
@@ -474,8 +474,8 @@ def load_run_config(path: Path) -> RunConfig:
 
 
 _HELP = {
-    "method": "pce | dmsps | dmpls | full, or a baseline: em | tv | mumford-shah | pce-dice "
-    "(docs/method.md)",
+    "method": "pce | dmsps | dmpls | full, or a baseline: em | tv | mumford-shah | pce-dice | "
+    "gatedcrf (docs/method.md)",
     "iterations": "training iterations",
     "batch_size": "slices per step",
     "patch_size": "slices: resize every slice to this; patches: patch size, (Y, X) or "
@@ -504,7 +504,7 @@ _HELP = {
     "poly | constant",
     "lr": "initial learning rate",
     "pl_weight": "weight of the second loss term (default per method: dmsps 8, dmpls 0.5, "
-    "em 0.1, tv 0.01, mumford-shah 1e-6, pce-dice 1)",
+    "em 0.1, tv 0.01, mumford-shah 1e-6, pce-dice 1, gatedcrf 0.1)",
     "rampup": "iterations of sigmoid ramp-up of the pseudo-label weight (0: none, as the "
     "authors' original scripts)",
     "pl_loss": "pseudo-label loss: soft-ce (H(q, softmax(z))) | authors (H(q, "

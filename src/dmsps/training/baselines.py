@@ -180,3 +180,4 @@ register(TotalVariation, default_weight=1e-2)
 register(MumfordShah, default_weight=1e-6)
 # nnU-Net's DC_and_CE_loss (weight_ce = weight_dice = 1), which Gotkowski et al. use as is.
 register(PCEDice, default_weight=1.0)
+import dmsps.training.gated_crf  # noqa: E402, F401

@@ -170,6 +170,6 @@ def build_method(
     return METHODS[name](cfg)
 
 
-# The scribble baselines (em, tv, mumford-shah, pce-dice) register themselves. Imported
-# last, once everything they use is defined; importing baselines first works as well.
+# The scribble baselines (em, tv, mumford-shah, pce-dice, gatedcrf) register themselves.
+# Imported last, once everything they use is defined; importing baselines first works as well.
 import dmsps.training.baselines  # noqa: E402, F401
