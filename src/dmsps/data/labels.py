@@ -48,6 +48,8 @@ def as_class_map(
     float storage noise such as 2.9999998)."""
     arr = np.asarray(arr)
     if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise _fail(where, f"holds value {int(arr.max())}, far outside any class range", kind)
         return arr.astype(np.int64)
     if not np.issubdtype(arr.dtype, np.floating):
         raise _fail(where, f"must hold numbers, got dtype {arr.dtype}", kind)
@@ -62,6 +64,9 @@ def as_class_map(
             "whole numbers (class indices)",
             kind,
         )
+    if rounded.size and float(np.abs(rounded).max()) >= 2.0**63:  # would wrap as int64
+        huge = float(rounded.flat[np.abs(rounded).argmax()])
+        raise _fail(where, f"holds value {huge:g}, far outside any class range", kind)
     return rounded.astype(np.int64)
 
 
@@ -73,12 +78,13 @@ def check_label(
     tolerance: float = 0.0,
     context: str = "",
 ) -> np.ndarray:
-    """A dense class map in 0..C-1 as uint8 (int16 above 255 classes)."""
+    """A dense class map in 0..C-1 as uint8 (int16 above 256 classes, int64 above 32768:
+    importers check source maps with a huge C, whose values must not wrap)."""
     out = as_class_map(arr, where, kind, tolerance)
     if out.size and (out.min() < 0 or out.max() > num_classes - 1):
         bad = values_outside(out, 0, num_classes - 1)
         raise _fail(where, f"values {bad} outside 0..{num_classes - 1}{context}", kind)
-    return out.astype(np.uint8 if num_classes <= 256 else np.int16)
+    return out.astype(_map_dtype(num_classes - 1), copy=False)
 
 
 def check_scribble(
@@ -88,7 +94,8 @@ def check_scribble(
     where: str | Path | None = None,
     context: str = "",
 ) -> np.ndarray:
-    """A scribble in our convention (classes 0..C-1, ``ignore`` unannotated) as uint8."""
+    """A scribble in our convention (classes 0..C-1, ``ignore`` unannotated) as uint8
+    (wider when ``ignore`` or a class exceeds 255, so ``ignore`` never wraps to a class)."""
     out = as_class_map(arr, where, "scribble")
     ok = ((out >= 0) & (out < num_classes)) | (out == ignore)
     if not ok.all():
@@ -100,7 +107,12 @@ def check_scribble(
             f"unannotated{context}",
             "scribble",
         )
-    return out.astype(np.uint8)
+    return out.astype(_map_dtype(max(num_classes - 1, ignore)), copy=False)
+
+
+def _map_dtype(largest: int) -> type[np.integer]:
+    """The smallest of uint8, int16, int64 that holds 0..largest."""
+    return np.uint8 if largest <= 255 else np.int16 if largest <= 32767 else np.int64
 
 
 def convert_scribble(
