@@ -36,7 +36,9 @@ both sets and prints both tables, each naming its convention.
 
 Writes metrics.csv (case, class, dice, hd95, asd), summary.csv and summary.json (mean ±
 std over cases per class, and of the per-case mean over foreground classes) into --out,
-default PRED/../<PRED name>_metrics, and prints the summary table.
+default PRED/../<PRED name>_metrics, and prints the summary table. Evaluating again
+rewrites the same results; reports that hold other results (e.g. of earlier predictions)
+are replaced only with --force.
 
 examples:
   dmsps evaluate predictions/ labels/
@@ -81,6 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="warn about predictions without ground truth (and vice versa) instead of failing",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace reports in --out that hold other results (default: refuse)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         num_classes=args.classes,
         allow_missing=args.allow_missing,
         conventions=("monai", "medpy") if args.convention == "both" else (args.convention,),
+        force=args.force,
     )
     tables = [summary, *summary.get("other_conventions", {}).values()]
     for i, table in enumerate(tables):

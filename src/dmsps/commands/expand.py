@@ -18,6 +18,10 @@ the largest connected component stays; with --target ignore the rest is unannota
 the original scribbles are kept, with --target dense the rest is background. OUT becomes
 a scribble-layout folder (one NIfTI per case) usable with `dmsps train --scribble-dir
 OUT`, plus expand_summary.json (pixels added per class and, when labels exist, their accuracy).
+
+Rerunning the same command resumes: seeds already in OUT are kept. OUT holding an
+expansion with other settings (checkpoint, --threshold, --tta, --target) is refused;
+--force computes every seed again and replaces it.
 """
 
 
@@ -37,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="train", help="cases to expand (default train)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="compute every seed again, replacing an earlier expansion in OUT",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     ds = Dataset(args.dataset)
     if is_within(args.out, ds.root):
         raise DmspsError(f"{args.out}: refusing to write into the dataset folder")
+    if not args.force:
+        _check_earlier(args)
     summary = expand_dataset(
         args.checkpoint,
         ds,
@@ -58,6 +69,35 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
         target=args.target,
+        overwrite=args.force,
     )
     print(format_summary(summary))
     return 0
+
+
+def _check_earlier(args: argparse.Namespace) -> None:
+    """Refuse to resume over (and so mix with) an expansion made with other settings."""
+    import json
+
+    path = args.out / "expand_summary.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+        old_checkpoint = Path(old["checkpoint"]).resolve()
+        before = (old["threshold"], old["tta"], old["target"])
+    except (ValueError, KeyError, TypeError):
+        raise DmspsError(f"{path}: not an expansion summary; use --force to replace it") from None
+    now = (args.threshold, args.tta, args.target)
+    diffs = [
+        f"{name} {a} -> {b}"
+        for name, a, b in zip(("threshold", "tta", "target"), before, now, strict=True)
+        if a != b
+    ]
+    if old_checkpoint != args.checkpoint.resolve():
+        diffs.append(f"checkpoint {old['checkpoint']} -> {args.checkpoint}")
+    if diffs:
+        raise DmspsError(
+            f"{path}: holds an expansion with other settings ({'; '.join(diffs)}); "
+            "use --force to replace it"
+        )

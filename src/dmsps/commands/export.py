@@ -33,11 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-check", action="store_true", help="skip comparing ONNX Runtime with PyTorch"
     )
+    parser.add_argument("--force", action="store_true", help="replace an existing OUT.onnx")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmsps.errors import DmspsError
     from dmsps.models.export import export_onnx
 
+    if (args.onnx.exists() or args.onnx.is_symlink()) and not args.force:
+        raise DmspsError(f"{args.onnx}: already exists; use --force to replace it")
     result = export_onnx(args.checkpoint, args.onnx, check=not args.no_check)
     line = (
         f"wrote {result['path']}: {result['spatial_dims']}D, {result['in_channels']} "

@@ -19,7 +19,7 @@ dataset.json and splits.json). Run `dmsps import SOURCE --help` for each source:
 
 {rows}
 
-Importers never write into the source, refuse a non-empty OUT unless --overwrite, and
+Importers never write into the source, refuse a non-empty OUT unless --force, and
 write dataset.json last (a folder without it is an unfinished import). Afterwards run
 `dmsps check-data OUT`.
 """

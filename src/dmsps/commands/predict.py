@@ -61,7 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch", type=int, default=None, help="windows or slices per forward pass"
     )
-    parser.add_argument("--overwrite", action="store_true", help="redo existing outputs")
+    parser.add_argument(
+        "--force",
+        "--overwrite",
+        dest="overwrite",
+        action="store_true",
+        help="redo and replace existing outputs (default: keep them, resuming)",
+    )
     parser.add_argument("--quiet", action="store_true")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "scribble"
 HELP = "simulate scribbles from dense labels, or shorten existing scribbles"
@@ -24,6 +25,9 @@ keeps every N-th *annotated* slice. This is the paper's 1/4-length ACDC experime
 (--length 0.25). The ignore value comes from --num-classes or from the dataset.json of
 the folder above the input. `dmsps run --set scribbles.length=0.25` does the same inside
 a run folder, without a separate dataset.
+
+OUT_DIR must be empty or absent: files in it are replaced, or written beside, only with
+--force.
 
 examples:
   dmsps scribble data/mine/labelsTr data/mine/scribblesTr --density 0.25 --seed 0
@@ -67,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty OUT_DIR, replacing files of the same names",
+    )
+    parser.add_argument(
         "--num-classes",
         type=int,
         default=None,
@@ -77,7 +86,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import zlib
-    from pathlib import Path
 
     import numpy as np
     from tqdm import tqdm
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     files = sorted(p for p in labels_dir.iterdir() if p.is_file() and is_nifti(p))
     if not files:
         raise DmspsError(f"{labels_dir}: no NIfTI files (.nii.gz / .nii) found")
+    _check_out_dir(out_dir, files, args.force)
 
     # Check every file first (one at a time, volumes can be large), so a bad file fails
     # before anything is written.
@@ -132,6 +141,24 @@ def run(args: argparse.Namespace) -> int:
         f"({num_classes} classes, ignore value {num_classes})"
     )
     return 0
+
+
+def _check_out_dir(out_dir: Path, files: list[Path], force: bool) -> None:
+    """Refuse a non-empty OUT_DIR unless ``force``: never replace or mix in silently."""
+    from dmsps.errors import DmspsError
+
+    if force or not out_dir.is_dir():
+        return
+    taken = [out_dir / p.name for p in files if (out_dir / p.name).exists()]
+    if taken:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise DmspsError(f"{taken[0]}: already exists{more}; use --force to replace it")
+    others = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith("."))
+    if others:
+        raise DmspsError(
+            f"{out_dir}: output folder holds other files ({', '.join(others[:3])}); choose "
+            "an empty folder, or use --force to write into it"
+        )
 
 
 def _max_label(path) -> int:
@@ -182,6 +209,7 @@ def _thin_out(args: argparse.Namespace, in_dir, out_dir) -> int:
     files = sorted(p for p in in_dir.iterdir() if p.is_file() and is_nifti(p))
     if not files:
         raise DmspsError(f"{in_dir}: no NIfTI files (.nii.gz / .nii) found")
+    _check_out_dir(out_dir, files, args.force)
     before = after = 0
     for path in tqdm(files, desc="thin out", unit="volume"):
         data, geometry = load_volume(path, np.float32)

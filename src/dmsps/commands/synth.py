@@ -60,7 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing dataset in OUT"
+        "--force",
+        "--overwrite",
+        dest="overwrite",
+        action="store_true",
+        help="replace an existing dataset in OUT",
     )
     cardiac = parser.add_argument_group("cardiac")
     cardiac.add_argument(

@@ -30,7 +30,7 @@ from dmsps.eval.metrics import (
     evaluate_case_all,
     summarise,
 )
-from dmsps.io.atomic import write_json, write_text
+from dmsps.io.atomic import json_text, write_text
 from dmsps.io.nifti import Geometry, is_nifti, load_volume, strip_ending
 from dmsps.io.paths import is_within
 
@@ -269,6 +269,7 @@ def evaluate_folders(
     num_classes: int | None = None,
     allow_missing: bool = False,
     conventions: Sequence[str] = ("monai",),
+    force: bool = True,
 ) -> dict:
     """Score every prediction against its ground truth; write the reports; return the summary.
 
@@ -282,6 +283,9 @@ def evaluate_folders(
     ``conventions`` (``monai``, ``medpy`` or both, first one returned) chooses how empty
     classes and distances are scored; ``medpy`` reports go to ``*_medpy.*`` files and,
     when not first, under ``other_conventions`` of the returned summary.
+
+    ``force=False`` (``dmsps evaluate`` without --force) refuses to replace a report in
+    ``out_dir`` that holds other results; the same results again are written as before.
     """
     from tqdm import tqdm
 
@@ -369,15 +373,20 @@ def evaluate_folders(
                 results[c][case] = scores[c]
             bar.update()
 
-    summaries = {}
+    summaries, reports = {}, {}
     for c in conventions:
         summary = summarise([results[c][k] for k in cases], names)
         summary["conventions"] = dict(CONVENTION_NOTES[c])
         suffix = _SUFFIX[c]
-        write_text(out / f"metrics{suffix}.csv", metrics_csv(results[c], names))
-        write_text(out / f"summary{suffix}.csv", summary_csv(summary))
-        write_json(out / f"summary{suffix}.json", summary)
+        reports[out / f"metrics{suffix}.csv"] = metrics_csv(results[c], names)
+        reports[out / f"summary{suffix}.csv"] = summary_csv(summary)
+        reports[out / f"summary{suffix}.json"] = json_text(summary)
         summaries[c] = summary
+    for path, text in reports.items():
+        if not force and path.is_file() and path.read_text(errors="replace") != text:
+            raise DmspsError(f"{path}: holds other results; use --force to replace it")
+    for path, text in reports.items():
+        write_text(path, text)
     first = summaries[conventions[0]]
     if len(conventions) > 1:
         first = {**first, "other_conventions": {c: summaries[c] for c in conventions[1:]}}

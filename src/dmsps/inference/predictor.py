@@ -7,6 +7,7 @@ slices or sliding window) with its settings.
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,13 @@ class Predictor:
         return label_map, unc
 
 
+def remove_temporaries(target: Path) -> None:
+    """Delete the hidden temporaries of ``target`` (dmsps.io.atomic's ``.NAME.*.tmp*``)
+    that a killed run left behind; call before writing ``target`` again."""
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
+        tmp.unlink(missing_ok=True)
+
+
 def predict_folder(
     checkpoint: Path,
     source: Path,
@@ -209,6 +217,8 @@ def predict_folder(
         if target.is_file() and (not uncertainty or unc_target.is_file()) and not overwrite:
             written.append(target)
             continue
+        remove_temporaries(target)
+        remove_temporaries(unc_target)
         image, geom = load_channels(case.channels)
         label_map, unc = predictor.segment(image, uncertainty, largest_component, geom.spacing)
         if unc is not None:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.inference.postprocess import largest_component_per_class
-from dmsps.inference.predictor import Predictor
+from dmsps.inference.predictor import Predictor, remove_temporaries
 from dmsps.inference.uncertainty import labels, normalised_entropy
 from dmsps.io.atomic import write_json
 from dmsps.io.nifti import save_volume
@@ -123,8 +123,10 @@ def expand_dataset(
     progress: bool = True,
     target: str = "ignore",
     scribble_dir: Path | None = None,
+    overwrite: bool = False,
 ) -> dict:
-    """Write expanded seeds for ``cases`` into ``out_dir``; resumes over existing files.
+    """Write expanded seeds for ``cases`` into ``out_dir``; resumes over existing files
+    (``overwrite`` computes and replaces them all instead).
 
     ``scribble_dir`` holds the scribbles stage 1 trained on when they are not the
     dataset's (sparser ones): those are the ones merged into the seeds.
@@ -144,9 +146,10 @@ def expand_dataset(
         if scribble is None:
             continue
         target_path = out_dir / f"{case}{dataset.meta.file_ending}"
-        if target_path.is_file():  # resume: reuse what an interrupted run already wrote
+        if target_path.is_file() and not overwrite:  # resume an interrupted run
             seeds = dataset.load_scribble(case, out_dir)
         else:
+            remove_temporaries(target_path)
             image, geom = dataset.load_image(case)
             probs = tta_probs(predictor, image, tta, geom.spacing)
             seeds = expand_case(probs, scribble, threshold, ignore, keep_largest, per_slice, target)

@@ -84,6 +84,7 @@ def thin_out_scribbles(
 
     from dmsps.data.labels import check_scribble
     from dmsps.data.simulation import keep_every_nth_slice, shorten_scribble
+    from dmsps.inference.predictor import remove_temporaries
     from dmsps.io.nifti import load_volume, save_volume
 
     ignore = ds.meta.ignore_value
@@ -99,6 +100,7 @@ def thin_out_scribbles(
         if target.is_file():  # resume: written atomically by an earlier, interrupted run
             thinner = ds.load_scribble(case, out_dir)
         else:
+            remove_temporaries(target)  # of a killed run
             thinner = shorten_scribble(scribble, cfg.length, ignore)
             thinner = keep_every_nth_slice(
                 thinner, cfg.every_nth_slice, ignore, annotated_only=True

@@ -6,13 +6,17 @@ nnU-Net's trainer variants do): ``build_model``, ``build_data``, ``make_optimize
 
 Resumable and deterministic on CPU: the data/augmentation generator, the global torch
 RNG (dropout), optimizer state and the iteration are all in ``last.pt``; a resumed run
-reaches the same weights as an uninterrupted one.
+reaches the same weights as an uninterrupted one. ``last.pt`` is written at every
+validation and when Ctrl-C stops the run, which happens at the end of the running
+iteration (a second Ctrl-C stops at once, keeping the last ``last.pt``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import signal
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -403,6 +407,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             write_json(self.out / "config.json", asdict(cfg))
+            # Half-written checkpoints of a killed run (hidden, never loaded): remove them.
+            for tmp in self.last_path.parent.glob(".*.pt.*.tmp.pt"):
+                tmp.unlink(missing_ok=True)
 
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -431,9 +438,13 @@ class Trainer:
             dynamic_ncols=True,
         )
         it = start
+        ctrl_c = _CtrlC(enabled=not self.dist.active)
         try:
             model.train()
             while it < cfg.iterations:
+                if ctrl_c.pending:  # between iterations: weights and RNG agree with `it`
+                    self.save_last(model, opt, gen, it, best)
+                    raise KeyboardInterrupt
                 if cfg.stop_at and it >= cfg.stop_at:
                     status = "stopped"
                     break
@@ -477,9 +488,12 @@ class Trainer:
                     row["elapsed_s"] = elapsed0 + time.perf_counter() - t0
                     self.log(row, it)
         except KeyboardInterrupt:
-            self.save_last(model, opt, gen, it, best)
+            # Cut inside an iteration (a second Ctrl-C, or several processes): the weights
+            # and RNG are part-way through a step, so last.pt keeps the last saved state.
             bar.close()
             raise
+        finally:
+            ctrl_c.restore()
         bar.close()
         if it % cfg.val_interval != 0 and it != cfg.iterations:
             self.save_last(model, opt, gen, it, best)
@@ -497,6 +511,8 @@ class Trainer:
         if status != "stopped" and main_rank:
             write_json(self.final_path, summary)
         distributed.barrier(self.dist)  # nobody reads this stage's files before they exist
+        if ctrl_c.pending:  # Ctrl-C in the last iteration: the stage is complete, stop now
+            raise KeyboardInterrupt
         return summary
 
     def log(self, row: dict, it: int) -> None:
@@ -508,6 +524,37 @@ class Trainer:
             for k, v in row.items():
                 if k != "iteration" and v == v:
                     self._writer.add_scalar(k, v, it)
+
+
+class _CtrlC:
+    """Holds Ctrl-C (SIGINT) until the running iteration ends; ``pending`` says one came.
+
+    An iteration cut half-way has updated some weights and drawn some of its random
+    numbers: a last.pt saved from there resumes to other weights than an uninterrupted
+    run. A second Ctrl-C interrupts at once. Only in the main thread, where Python's own
+    handler is in place, and in a single process (under torchrun the ranks would stop at
+    different iterations).
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.pending = False
+        self._previous = None
+        if (
+            enabled
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _num(v) -> float:

@@ -106,8 +106,8 @@ def prepare_output(out: Path, sources: Iterable[Path], overwrite: bool) -> None:
                 else " (it has no dataset.json: an interrupted import?)"
             )
             raise DmspsError(
-                f"{out}: output folder is not empty{hint}; choose a new folder or pass "
-                "--overwrite to replace the dataset in it"
+                f"{out}: output folder is not empty{hint}; choose a new folder, or use "
+                "--force to replace it (same as --overwrite)"
             )
         _remove_layout(out)
 
@@ -407,7 +407,9 @@ def print_warnings(result: ImportResult) -> None:
 def add_out_arguments(p: argparse.ArgumentParser, default_name: str | None) -> None:
     p.add_argument("out", metavar="OUT", type=Path, help="new dataset folder")
     p.add_argument(
+        "--force",
         "--overwrite",
+        dest="overwrite",
         action="store_true",
         help="replace the dataset in a non-empty OUT (removes its dataset folders and files)",
     )

@@ -321,7 +321,9 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     if not out.is_dir() or not any(out.iterdir()):
         return
     if not overwrite:
-        raise DmspsError(f"{out}: folder is not empty (pass --overwrite to replace it)")
+        raise DmspsError(
+            f"{out}: folder is not empty; use --force to replace it (same as --overwrite)"
+        )
     foreign = sorted(p.name for p in out.iterdir() if p.name not in LAYOUT_ENTRIES)
     if foreign:
         raise DmspsError(

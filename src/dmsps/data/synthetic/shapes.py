@@ -121,7 +121,9 @@ def prepare_out(out: Path, overwrite: bool, ours: Callable[[Path], bool]) -> Non
     if not out.is_dir() or not any(out.iterdir()):
         return
     if not overwrite:
-        raise DmspsError(f"{out}: folder is not empty (pass --overwrite to replace it)")
+        raise DmspsError(
+            f"{out}: folder is not empty; use --force to replace it (same as --overwrite)"
+        )
     foreign = sorted(p.name for p in out.iterdir() if not ours(p))
     if foreign:
         raise DmspsError(
