@@ -46,3 +46,26 @@ def nib_save(path: Path, zyx: np.ndarray, affine: np.ndarray = AFFINE) -> None:
     """Write a (Z, Y, X) array the way external tools do: nibabel order (X, Y, Z)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(np.transpose(zyx, (2, 1, 0)), affine), str(path))
+
+
+#: Settings of a 2D model trained in a second or two (shared by the tests that only need
+#: some checkpoint to load, export or predict with).
+TINY_TRAIN = dict(
+    iterations=2,
+    batch_size=2,
+    patch_size=32,
+    val_interval=2,
+    features=[4, 8, 16, 32, 64],
+    device="cpu",
+    threads=1,
+)
+
+
+def train_tiny(dataset: Path, out: Path, **settings) -> Path:
+    """Train with TINY_TRAIN (``settings`` override it) into ``out``; the best checkpoint."""
+    from dmsps.config import TrainConfig
+    from dmsps.data.layout import Dataset
+    from dmsps.training.trainer import Trainer
+
+    Trainer(Dataset(dataset), TrainConfig(**{**TINY_TRAIN, **settings}), out, False).fit()
+    return out / "checkpoints/best.pt"

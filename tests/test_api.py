@@ -10,28 +10,17 @@ import numpy as np
 import pytest
 
 import dmsps
-from dmsps.config import TrainConfig
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.inference.predictor import Predictor
-from dmsps.training.trainer import Trainer
+from tests.support import train_tiny
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture
 def trained(tiny_dataset, tmp_path):
-    cfg = TrainConfig(
-        iterations=2,
-        batch_size=2,
-        patch_size=32,
-        val_interval=2,
-        features=[4, 8, 16, 32, 64],
-        device="cpu",
-        threads=1,
-    )
-    Trainer(Dataset(tiny_dataset), cfg, tmp_path / "run", False).fit()
-    return tmp_path / "run/checkpoints/best.pt"
+    return train_tiny(tiny_dataset, tmp_path / "run")
 
 
 def test_predict_matches_the_command_lines_predictor(tiny_dataset, trained):

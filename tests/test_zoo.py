@@ -9,29 +9,17 @@ import numpy as np
 import pytest
 
 import dmsps
-from dmsps.config import TrainConfig
-from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
-from dmsps.training.trainer import Trainer
 from dmsps.zoo import list_models, resolve, sha256
-from tests.support import run_cli
+from tests.support import run_cli, train_tiny
 
 
 @pytest.fixture
 def zoo(tiny_dataset, tmp_path, monkeypatch):
-    cfg = TrainConfig(
-        iterations=2,
-        batch_size=2,
-        patch_size=32,
-        val_interval=2,
-        features=[4, 8, 16, 32, 64],
-        device="cpu",
-        threads=1,
-    )
-    Trainer(Dataset(tiny_dataset), cfg, tmp_path / "run", False).fit()
+    ckpt = train_tiny(tiny_dataset, tmp_path / "run")
     folder = tmp_path / "zoo"
     folder.mkdir()
-    shutil.copy(tmp_path / "run/checkpoints/best.pt", folder / "tiny.pt")
+    shutil.copy(ckpt, folder / "tiny.pt")
     card = {
         "name": "tiny",
         "file": "tiny.pt",

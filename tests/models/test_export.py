@@ -7,24 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from dmsps.config import TrainConfig
 from dmsps.data.layout import Dataset
 from dmsps.inference.predictor import Predictor
-from dmsps.training.trainer import Trainer
-from tests.support import run_cli
+from tests.support import run_cli, train_tiny
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-TINY_2D = dict(
-    iterations=3,
-    batch_size=2,
-    patch_size=32,
-    val_interval=3,
-    features=[4, 8, 16, 32, 64],
-    device="cpu",
-    threads=1,
-)
+TINY_2D = dict(iterations=3, val_interval=3)
 TINY_3D = dict(
     TINY_2D,
     spatial_dims=3,
@@ -38,8 +28,7 @@ TINY_3D = dict(
 
 
 def _checkpoint(dataset, out, settings):
-    Trainer(Dataset(dataset), TrainConfig(**settings), out, False).fit()
-    ckpt = out / "checkpoints/best.pt"
+    ckpt = train_tiny(dataset, out, **settings)
     # A few iterations leave the network near its initialisation; perturb the weights so
     # the classes differ across the image and the comparison is not trivially all-zero.
     state = torch.load(ckpt, weights_only=True)

@@ -7,7 +7,6 @@ slices or sliding window) with its settings.
 
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from dmsps.errors import DataError, DmspsError
 from dmsps.inference.inferers import Inferer, inference_settings, make_inferer
 from dmsps.inference.postprocess import largest_component_per_class
 from dmsps.inference.uncertainty import labels, normalised_entropy
+from dmsps.io.atomic import remove_temporaries
 from dmsps.io.nifti import NIFTI_ENDINGS, is_nifti, save_volume, strip_ending
 from dmsps.io.paths import is_within
 from dmsps.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -173,13 +173,6 @@ class Predictor:
             label_map = largest_component_per_class(label_map, self.num_classes, fill=0)
         unc = normalised_entropy(probs["mean"]).numpy() if uncertainty else None
         return label_map, unc
-
-
-def remove_temporaries(target: Path) -> None:
-    """Delete the hidden temporaries of ``target`` (dmsps.io.atomic's ``.NAME.*.tmp*``)
-    that a killed run left behind; call before writing ``target`` again."""
-    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
-        tmp.unlink(missing_ok=True)
 
 
 def predict_folder(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -32,6 +33,14 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_temporaries(target: str | Path) -> None:
+    """Delete the hidden temporaries ``atomic_path`` makes for ``target`` (``.NAME.*.tmp*``)
+    that a killed run left behind; call before writing ``target`` again."""
+    target = Path(target)
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.inference.postprocess import largest_component_per_class
-from dmsps.inference.predictor import Predictor, remove_temporaries
+from dmsps.inference.predictor import Predictor
 from dmsps.inference.uncertainty import labels, normalised_entropy
-from dmsps.io.atomic import write_json
+from dmsps.io.atomic import remove_temporaries, write_json
 from dmsps.io.nifti import save_volume
 
 TARGETS = ("ignore", "dense")

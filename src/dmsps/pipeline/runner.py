@@ -28,7 +28,7 @@ from dmsps.config import RunConfig, ScribbleConfig, from_dict
 from dmsps.data.layout import Dataset
 from dmsps.device import resolve_device
 from dmsps.errors import DmspsError
-from dmsps.io.atomic import write_json
+from dmsps.io.atomic import remove_temporaries, write_json
 from dmsps.training import distributed
 
 
@@ -84,7 +84,6 @@ def thin_out_scribbles(
 
     from dmsps.data.labels import check_scribble
     from dmsps.data.simulation import keep_every_nth_slice, shorten_scribble
-    from dmsps.inference.predictor import remove_temporaries
     from dmsps.io.nifti import load_volume, save_volume
 
     ignore = ds.meta.ignore_value

@@ -36,7 +36,7 @@ from dmsps.errors import DmspsError
 from dmsps.eval.metrics import dice_per_class
 from dmsps.inference.inferers import Inferer, make_inferer
 from dmsps.inference.uncertainty import labels
-from dmsps.io.atomic import write_json
+from dmsps.io.atomic import remove_temporaries, write_json
 from dmsps.models.checkpoint import load_checkpoint, model_config, save_checkpoint
 from dmsps.models.unet import ModelConfig, build_model, count_parameters, default_dropouts
 from dmsps.training import distributed
@@ -408,8 +408,8 @@ class Trainer:
         if self.dist.is_main:
             write_json(self.out / "config.json", asdict(cfg))
             # Half-written checkpoints of a killed run (hidden, never loaded): remove them.
-            for tmp in self.last_path.parent.glob(".*.pt.*.tmp.pt"):
-                tmp.unlink(missing_ok=True)
+            remove_temporaries(self.last_path)
+            remove_temporaries(self.best_path)
 
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
