@@ -475,7 +475,7 @@ def load_run_config(path: Path) -> RunConfig:
 
 _HELP = {
     "method": "pce | dmsps | dmpls | full, or a baseline: em | tv | mumford-shah | pce-dice | "
-    "gatedcrf (docs/method.md)",
+    "gatedcrf | ustm | s2l | random-walker (docs/method.md)",
     "iterations": "training iterations",
     "batch_size": "slices per step",
     "patch_size": "slices: resize every slice to this; patches: patch size, (Y, X) or "
@@ -504,7 +504,7 @@ _HELP = {
     "poly | constant",
     "lr": "initial learning rate",
     "pl_weight": "weight of the second loss term (default per method: dmsps 8, dmpls 0.5, "
-    "em 0.1, tv 0.01, mumford-shah 1e-6, pce-dice 1, gatedcrf 0.1)",
+    "em 0.1, tv 0.01, mumford-shah 1e-6, pce-dice 1, gatedcrf 0.1, ustm 1, s2l 0.5)",
     "rampup": "iterations of sigmoid ramp-up of the pseudo-label weight (0: none, as the "
     "authors' original scripts)",
     "pl_loss": "pseudo-label loss: soft-ce (H(q, softmax(z))) | authors (H(q, "

@@ -134,3 +134,18 @@ def test_dense_method_without_training_labels_fails_before_training(tiny_dataset
     assert code == 2, text
     assert "method(s) full need dense labels" in text and "case001" in text
     assert not out.exists()
+
+
+def test_compare_runs_the_teacher_and_random_walker_baselines(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    methods = "ustm,s2l,random-walker"
+    code, text = _compare(capsys, tiny_dataset, out, "--methods", methods, "--quiet")
+    assert code == 0, text
+    rows = _rows(out)
+    assert set(rows) == {(m, "stage1") for m in methods.split(",")}
+    for row in rows.values():
+        assert 0.0 <= float(row["dice_mean"]) <= 1.0
+    walked = sorted((out / "runs" / "random-walker-s0" / "stage1" / "random_walker").iterdir())
+    assert walked, "random-walker pseudo-labels written into its run folder"
+    teacher = json.loads((out / "runs" / "ustm-s0" / "stage1" / "config.json").read_text())
+    assert teacher["method"] == "ustm"

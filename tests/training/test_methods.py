@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from dmsps.errors import DmspsError
 from dmsps.training.losses import dice_loss
 from dmsps.training.methods import METHODS, Batch, build_method
+from dmsps.training.teacher import EmaTeacher
 
 IGN = 4
 
@@ -22,10 +23,24 @@ def _batch(spatial: tuple[int, ...], with_label: bool):
     return Batch(image, scribble, label if with_label else None)
 
 
+class _TwoHeads(torch.nn.Module):
+    """A stand-in dual-decoder network: one 1x1 convolution, answered twice."""
+
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        self.conv = (torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d)(1, 4, 1)
+
+    def forward(self, x):
+        out = self.conv(x)
+        return out, out
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 @pytest.mark.parametrize("spatial", [(6, 7), (3, 6, 7)])
 def test_every_method_gives_a_finite_loss_that_trains_both_decoders(name, spatial):
-    method = build_method(name, IGN)
+    method = build_method(name, IGN, iterations=100)
+    if method.teacher_decay is not None:  # as the trainer does: a mean teacher
+        method.teacher = EmaTeacher(_TwoHeads(len(spatial)), method.teacher_decay)
     batch = _batch(spatial, with_label=method.needs_labels)
     main = torch.randn(2, 4, *spatial, requires_grad=True)
     aux = torch.randn(2, 4, *spatial, requires_grad=True)

@@ -28,13 +28,22 @@ class MethodConfig:
     pl_weight: float = 8.0
     rampup: int = 100
     pl_loss: str = "soft-ce"  # see PL_LOSSES
+    iterations: int = 0  # the stage's length, for schedules that span the run (ustm, s2l)
 
 
 class Method:
-    """Base: subclasses implement ``loss``; ``needs_labels`` marks dense supervision."""
+    """Base: subclasses implement ``loss``.
+
+    Class flags ask the trainer for more: ``needs_labels`` dense labels; ``teacher_decay``
+    a mean teacher (set as ``self.teacher`` before training); ``grows_seeds`` training on
+    random-walker pseudo-labels grown from the scribbles instead of the scribbles.
+    """
 
     name = "base"
     needs_labels = False
+    teacher_decay: float | None = None
+    grows_seeds = False
+    teacher = None  # an EmaTeacher when teacher_decay is set
 
     def __init__(self, cfg: MethodConfig) -> None:
         self.cfg = cfg
@@ -160,16 +169,22 @@ def build_method(
     pl_weight: float | None = None,
     rampup: int = 100,
     pl_loss: str = "soft-ce",
+    iterations: int = 0,
 ):
     if name not in METHODS:
         raise DmspsError(f"unknown method '{name}' (choose from {', '.join(METHODS)})")
     if pl_loss not in PL_LOSSES:
         raise DmspsError(f"unknown pl_loss '{pl_loss}' (choose from {', '.join(PL_LOSSES)})")
     w = DEFAULT_PL_WEIGHT[name] if pl_weight is None else pl_weight
-    cfg = MethodConfig(ignore=ignore, pl_weight=w, rampup=rampup, pl_loss=pl_loss)
+    cfg = MethodConfig(
+        ignore=ignore, pl_weight=w, rampup=rampup, pl_loss=pl_loss, iterations=iterations
+    )
     return METHODS[name](cfg)
 
 
-# The scribble baselines (em, tv, mumford-shah, pce-dice, gatedcrf) register themselves.
-# Imported last, once everything they use is defined; importing baselines first works as well.
-import dmsps.training.baselines  # noqa: E402, F401
+# The scribble baselines (em, tv, mumford-shah, pce-dice, gatedcrf, ustm, s2l,
+# random-walker) register themselves. Imported last, once everything they use is defined;
+# importing one of them first works as well.
+import dmsps.training.baselines  # noqa: E402
+import dmsps.training.random_walker  # noqa: E402
+import dmsps.training.self_ensembling  # noqa: E402, F401

@@ -43,6 +43,7 @@ from dmsps.training import distributed
 from dmsps.training.augment import augment_batch
 from dmsps.training.losses import PL_LOSSES
 from dmsps.training.methods import METHODS, Batch, build_method
+from dmsps.training.random_walker import write_pseudo_labels
 from dmsps.training.samplers import (
     CachedVolumes,
     PatchSampler,
@@ -51,6 +52,7 @@ from dmsps.training.samplers import (
     load_slices,
     load_volumes,
 )
+from dmsps.training.teacher import EmaTeacher
 
 LOG_FIELDS = ["iteration", "loss", "sup", "pl", "w", "lr", "val_dice", "elapsed_s"]
 
@@ -146,8 +148,11 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if self.device.type == "cpu":
             tune_glibc_malloc()
-        self.method = build_method(cfg.method, self.ignore, cfg.pl_weight, cfg.rampup, cfg.pl_loss)
+        self.method = build_method(
+            cfg.method, self.ignore, cfg.pl_weight, cfg.rampup, cfg.pl_loss, cfg.iterations
+        )
         self._cache: CaseCache | None = None
+        self.teacher: EmaTeacher | None = None  # built in fit() for self-ensembling methods
 
     # --- paths -------------------------------------------------------------------------
     @property
@@ -238,6 +243,8 @@ class Trainer:
         train, val = self.ds.split("train"), self.ds.split("val")
         scrib_dir = Path(cfg.scribble_dir) if cfg.scribble_dir else None
         need = self.method.needs_labels
+        if self.method.grows_seeds:
+            scrib_dir = self.grow_seeds(train, scrib_dir)
         if cfg.resolved_sampler == "slices":
             sampler = load_slices(
                 self.ds,
@@ -271,6 +278,16 @@ class Trainer:
             device=self.device,
         )
         return sampler, CachedVolumes(cache, val)
+
+    def grow_seeds(self, train: list[str], scrib_dir: Path | None) -> Path:
+        """Random-walker pseudo-labels of the training cases (rank 0 writes, all read)."""
+        out = self.out / "random_walker"
+        if self.dist.is_main:
+            write_pseudo_labels(
+                self.ds, train, out, self.cfg.spatial_dims == 2, scrib_dir, self.progress
+            )
+        distributed.barrier(self.dist)
+        return out
 
     def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         """The stage's optimiser; public so benchmarks and tests build the loop's own."""
@@ -331,6 +348,8 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(opt)
         self.scaler.update()
+        if self.teacher is not None:
+            self.teacher.update(model, it)
         terms["loss"] = loss.detach()
         return terms
 
@@ -373,6 +392,8 @@ class Trainer:
         payload = self.payload(model, it, best)
         payload["optimizer"] = opt.state_dict()
         payload["scaler"] = self.scaler.state_dict()
+        if self.teacher is not None:
+            payload["teacher"] = self.teacher.state_dict()
         payload["rng"] = {
             "torch": torch.get_rng_state(),
             "data": gen.get_state(),
@@ -387,6 +408,13 @@ class Trainer:
         opt.load_state_dict(ck["optimizer"])
         if ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
+        if self.teacher is not None:
+            if "teacher" not in ck:
+                raise DmspsError(
+                    f"{self.last_path}: has no mean-teacher weights, so method "
+                    f"'{self.cfg.method}' cannot resume from it; start a new output folder"
+                )
+            self.teacher.load_state_dict(ck["teacher"])
         torch.set_rng_state(ck["rng"]["torch"])
         gen.set_state(ck["rng"]["data"])
         if self.device.type == "cuda" and ck["rng"].get("cuda") is not None:
@@ -415,6 +443,9 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         model = self.build_model()
         opt = self.make_optimizer(model)
+        if self.method.teacher_decay is not None:
+            self.teacher = EmaTeacher(model, self.method.teacher_decay, self.device.type, self.amp)
+        self.method.teacher = self.teacher
         start, best, history = 0, {"dice": -1.0, "iteration": 0}, []
         if resume and self.last_path.exists():
             start, best, history = self.resume_state(model, opt, gen)
