@@ -389,6 +389,17 @@ def test_unknown_method(tiny_dataset, tmp_path, capsys):
     )
 
 
+def test_training_into_a_folder_made_with_other_settings(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "train", tiny_dataset, "--out", out, *TRAIN)[0] == 0
+    fails(
+        capsys,
+        *("train", tiny_dataset, "--out", out, *TRAIN, "--lr", "0.01"),
+        names=out,
+        fix=["other settings", "lr: 0.03 -> 0.01", "new output folder"],
+    )
+
+
 def test_unknown_setting_name(tiny_dataset, tmp_path, capsys):
     fails(
         capsys,

@@ -375,7 +375,7 @@ def test_every_file_write_in_src_goes_through_atomic_path() -> None:
     inside ``with atomic_path(...)`` (save_volume, write_text and write_json do)."""
     writers = {"save", "savez", "savez_compressed", "tofile", "write_text", "write_bytes"}
     copies = {"copy", "copy2", "copyfile", "copytree", "move"}  # of shutil
-    # log.csv, the training log, is appended to row by row (trainer.py is not ours to edit).
+    # log.csv, the training log, is appended to row by row (its rewrite on resume is atomic).
     allowed = {("training/trainer.py", "_CsvLog")}
     src = Path(dmsps.__file__).parent
     found = []

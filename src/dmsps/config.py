@@ -454,6 +454,18 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def diff_settings(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """``["stage1.lr: 0.01 -> 0.03", ...]``: where two settings dicts differ, for errors."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff_settings(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va} -> {vb}")
+    return out
+
+
 def from_dict(cls, data: dict) -> Any:
     """Rebuild a dataclass tree from saved JSON (unknown keys are an error)."""
     hints = _hints(cls)

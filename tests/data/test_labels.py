@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dmsps.data import labels as lb
+from dmsps.data.layout import DatasetWriter, cardiac_meta
 from dmsps.errors import DataError, DmspsError
+from dmsps.io.nifti import Geometry
 
 
 def test_integer_maps_pass_and_floats_must_be_whole():
@@ -56,3 +59,23 @@ def test_remap_and_value_map_parsing():
     assert lb.max_label(np.array([[0, 5], [2, 1]])) == 5
     with pytest.raises(lb.LabelError, match="negative"):
         lb.max_label(np.array([-1, 2]))
+
+
+@pytest.mark.parametrize(
+    ("label", "scribble", "words"),
+    [
+        (256, None, "values 256 outside 0..3 (case c)"),  # uint8 would have made it 0
+        (-1, None, "values -1 outside 0..3"),  # ... and this 255
+        (None, 7, "values 7 outside 0..3 for classes and 4 for unannotated"),
+    ],
+)
+def test_dataset_writer_refuses_values_a_uint8_cast_would_wrap(tmp_path, label, scribble, words):
+    writer = DatasetWriter(tmp_path / "ds", cardiac_meta("toy"))
+    geom = Geometry.from_spacing((2, 3, 3), (1.0, 1.0, 1.0))
+    image = np.zeros((2, 3, 3), np.float32)
+    lab = None if label is None else np.full((2, 3, 3), label, np.int64)
+    scr = None if scribble is None else np.full((2, 3, 3), scribble, np.int64)
+    with pytest.raises(DataError, match=re.escape(words)):
+        writer.write_case("c", image, geom, label=lab, scribble=scr)
+    kind = "labelsTr" if label is not None else "scribblesTr"
+    assert not (tmp_path / "ds" / kind).exists() or not any((tmp_path / "ds" / kind).iterdir())

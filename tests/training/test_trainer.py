@@ -212,3 +212,21 @@ def test_a_diverged_run_stops_with_a_clear_error_and_keeps_its_last_checkpoint(
     last = load_checkpoint(out / "checkpoints/last.pt")
     assert last["iteration"] == 3
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+def test_a_folder_is_not_reused_or_resumed_with_other_settings(tiny_dataset, tmp_path):
+    ds = Dataset(tiny_dataset)
+    cfg = dict(SMALL, iterations=2, val_interval=2)
+    done = tmp_path / "done"
+    first = Trainer(ds, TrainConfig(**cfg), done, False).fit()
+    # Other learning rate: before, the old summary came back as if for these settings.
+    with pytest.raises(DmspsError, match=r"other settings \(lr: 0.01 -> 0.03\)"):
+        Trainer(ds, TrainConfig(**{**cfg, "lr": 0.03}), done, False).fit()
+    # Where and how it runs may change: the finished stage is reused.
+    again = Trainer(ds, TrainConfig(**{**cfg, "threads": 2, "log_interval": 7}), done, False)
+    assert again.fit() == first
+    half = tmp_path / "half"
+    Trainer(ds, TrainConfig(**{**SMALL, "stop_at": 3}), half, False).fit()
+    with pytest.raises(DmspsError, match="method: dmsps -> pce"):
+        Trainer(ds, TrainConfig(**{**SMALL, "method": "pce"}), half, False).fit(resume=True)
+    assert Trainer(ds, TrainConfig(**SMALL), half, False).fit(resume=True)["iterations"] == 6

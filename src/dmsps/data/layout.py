@@ -363,10 +363,19 @@ class DatasetWriter:
             save_volume(
                 self._p("images", part, channel_file(case, c, "")), image[c], geometry, np.float32
             )
+        # Checked, and stored in the smallest type that holds them: a blind uint8 cast
+        # would turn 256 into 0 or -1 into 255 without a word.
+        meta = self.meta
         if label is not None:
-            save_volume(self._p("labels", part, case), label, geometry, np.uint8)
+            target = self._p("labels", part, case)
+            label = check_label(label, meta.num_classes, target, context=f" (case {case})")
+            save_volume(target, label, geometry)
         if scribble is not None:
-            save_volume(self._p("scribbles", part, case), scribble, geometry, np.uint8)
+            target = self._p("scribbles", part, case)
+            scribble = check_scribble(
+                scribble, meta.num_classes, meta.ignore_value, target, context=f" (case {case})"
+            )
+            save_volume(target, scribble, geometry)
 
     def finish(self, splits: dict[str, list[str]]) -> None:
         """Write dataset.json and splits.json last, so a folder with both is complete."""

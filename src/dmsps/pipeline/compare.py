@@ -30,12 +30,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dmsps.config import RunConfig, apply_overrides, from_dict
+from dmsps.config import RunConfig, apply_overrides, diff_settings, from_dict
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import atomic_path, write_json, write_text
 from dmsps.io.nifti import is_nifti
-from dmsps.pipeline.runner import _diff, eval_split, thin_out_scribbles
+from dmsps.pipeline.runner import eval_split, thin_out_scribbles
 
 #: Methods with a second stage (expansion, then training on the expanded seeds).
 STAGE2_METHODS = ("dmsps", "dmpls")
@@ -129,7 +129,7 @@ def stage1_record(run: Run, split: str) -> dict:
 
 def _refuse_if_changed(folder: Path, what: str, old: dict, new: dict) -> None:
     if old != new:
-        diffs = _diff(old, new)
+        diffs = diff_settings(old, new)
         raise DmspsError(
             f"{folder}: this {what} was made with different settings "
             f"({'; '.join(diffs[:5])}); use a new --out folder or the same settings"

@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from dmsps.config import RunConfig, ScribbleConfig, from_dict
+from dmsps.config import RunConfig, ScribbleConfig, diff_settings, from_dict
 from dmsps.data.layout import Dataset
 from dmsps.device import resolve_device
 from dmsps.errors import DmspsError
@@ -48,7 +48,7 @@ def _check_config(out: Path, cfg: RunConfig) -> None:
         # its default instead of blocking the resume of an older run.
         old = from_dict(RunConfig, json.loads(path.read_text()))
         if json.loads(json.dumps(asdict(old))) != json.loads(json.dumps(asdict(cfg))):
-            diffs = _diff(asdict(old), asdict(cfg))
+            diffs = diff_settings(asdict(old), asdict(cfg))
             raise DmspsError(
                 f"{out}: this run folder was made with different settings "
                 f"({'; '.join(diffs[:5])}); "
@@ -57,17 +57,6 @@ def _check_config(out: Path, cfg: RunConfig) -> None:
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_json(path, asdict(cfg))
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.append(f"{prefix}{k}: {va} -> {vb}")
-    return out
 
 
 def _silent(*args, **kwargs) -> None:

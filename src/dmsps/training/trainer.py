@@ -14,6 +14,7 @@ iteration (a second Ctrl-C stops at once, keeping the last ``last.pt``).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import signal
 import threading
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dmsps.config import TrainConfig
+from dmsps.config import TrainConfig, diff_settings, from_dict
 from dmsps.data import normalization
 from dmsps.data.cache import CaseCache
 from dmsps.data.layout import Dataset
@@ -36,7 +37,7 @@ from dmsps.errors import DmspsError
 from dmsps.eval.metrics import dice_per_class
 from dmsps.inference.inferers import Inferer, make_inferer
 from dmsps.inference.uncertainty import labels
-from dmsps.io.atomic import remove_temporaries, write_json
+from dmsps.io.atomic import remove_temporaries, write_json, write_text
 from dmsps.models.checkpoint import load_checkpoint, model_config, save_checkpoint
 from dmsps.models.unet import ModelConfig, build_model, count_parameters, default_dropouts
 from dmsps.training import distributed
@@ -53,6 +54,9 @@ from dmsps.training.samplers import (
     load_volumes,
 )
 from dmsps.training.teacher import EmaTeacher
+
+#: Settings a stage folder may be resumed or reused with other values of.
+FREE_SETTINGS = ("device", "threads", "log_interval", "tensorboard", "stop_at", "cache_dir")
 
 LOG_FIELDS = ["iteration", "loss", "sup", "pl", "w", "lr", "val_dice", "elapsed_s"]
 
@@ -423,8 +427,35 @@ class Trainer:
         return start, ck["best"], _read_log(self.out / "log.csv", start)
 
     # --- the loop ----------------------------------------------------------------------
+    def check_settings(self) -> None:
+        """Refuse to reuse or resume a stage folder trained with other settings.
+
+        Without this, a finished folder returned its old summary for new settings, and a
+        resume mixed two configurations in one model. Settings that do not change what
+        is trained (where, how fast, how it is logged, where to stop) may differ.
+        """
+        path = self.out / "config.json"
+        if not path.is_file():
+            return
+        try:
+            old = asdict(from_dict(TrainConfig, json.loads(path.read_text())))
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise DmspsError(f"{path}: cannot read ({exc}); use a new output folder") from None
+        new = asdict(self.cfg)
+        for key in FREE_SETTINGS:
+            old.pop(key, None)
+            new.pop(key, None)
+        old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new))
+        if old != new:
+            diffs = diff_settings(old, new)
+            raise DmspsError(
+                f"{self.out}: was trained with other settings ({'; '.join(diffs[:5])}); "
+                "use a new output folder, or the same settings to resume or reuse it"
+            )
+
     def fit(self, resume: bool = False) -> dict:
         cfg = self.cfg
+        self.check_settings()
         if self.is_complete():
             return json.loads(self.final_path.read_text())
         if self.last_path.exists() and not resume:
@@ -593,15 +624,19 @@ def _num(v) -> float:
 
 
 class _CsvLog:
-    """Append-only CSV log; on resume the rows past the checkpoint are dropped first."""
+    """Append-only CSV log; on resume the rows past the checkpoint are dropped first.
+
+    That rewrite goes through a temporary file, so a kill during it keeps the old log.
+    """
 
     def __init__(self, path: Path, history: list[dict]) -> None:
         self.path = path
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, LOG_FIELDS, extrasaction="ignore")
-            w.writeheader()
-            for row in history:
-                w.writerow(row)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, LOG_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for row in history:
+            w.writerow(row)
+        write_text(path, buf.getvalue())
 
     def write(self, row: dict) -> None:
         with open(self.path, "a", newline="") as fh:
