@@ -21,6 +21,18 @@ from dmsps.models.checkpoint import load_checkpoint
 from dmsps.zoo import sha256
 
 
+def _public(meta: dict, data: str) -> dict:
+    """The checkpoint's metadata without the training machine's folders (they mean
+    nothing elsewhere and say where someone keeps their data)."""
+    meta = dict(meta, dataset=data)
+    cfg = dict(meta.get("train_config", {}))
+    for key in ("cache_dir", "scribble_dir", "init_from"):
+        if cfg.get(key):
+            cfg[key] = Path(cfg[key]).name
+    meta["train_config"] = cfg
+    return meta
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("run", type=Path, help="a finished dmsps run folder")
@@ -38,7 +50,7 @@ def main() -> None:
     summary = json.loads((args.run / "metrics" / args.stage / "summary.json").read_text())
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"{args.name}.pt"
-    torch.save({"model": ckpt["model"], "meta": ckpt["meta"]}, target)
+    torch.save({"model": ckpt["model"], "meta": _public(ckpt["meta"], args.data)}, target)
     card = {
         "name": args.name,
         "file": target.name,
