@@ -454,6 +454,23 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+#: TrainConfig fields a run or stage folder may be resumed or reused with other values
+#: of: where and how fast it runs, how it logs, where it stops. They do not change what
+#: is trained.
+FREE_SETTINGS = ("device", "threads", "log_interval", "tensorboard", "stop_at", "cache_dir")
+
+
+def comparable(settings: dict) -> dict:
+    """A TrainConfig or RunConfig as a plain dict without the FREE_SETTINGS, so that two
+    can be compared for "would train the same"."""
+    plain = json.loads(json.dumps(settings))
+    stages = [plain[k] for k in ("stage1", "stage2") if isinstance(plain.get(k), dict)]
+    for stage in stages or [plain]:
+        for key in FREE_SETTINGS:
+            stage.pop(key, None)
+    return plain
+
+
 def diff_settings(a: dict, b: dict, prefix: str = "") -> list[str]:
     """``["stage1.lr: 0.01 -> 0.03", ...]``: where two settings dicts differ, for errors."""
     out = []

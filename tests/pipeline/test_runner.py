@@ -111,3 +111,19 @@ def test_sparser_scribbles_are_made_in_the_run_folder_and_used(tiny_dataset, tmp
     with pytest.raises(DmspsError, match=r"scribbles\.length"):
         bad = apply_overrides(_tiny_cfg(), ["scribbles.length=0"])
         run_pipeline(tiny_dataset, tmp_path / "bad", bad, progress=False)
+
+
+def test_a_stopped_stage_ends_the_run_and_a_rerun_continues_it(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    lines: list[str] = []
+    stop = apply_overrides(_tiny_cfg(), ["stage1.stop_at=2"])
+    result = run_pipeline(tiny_dataset, out, stop, progress=False, log=lines.append)
+    assert result["stopped"] == "stage1" and "metrics" not in result
+    assert "stage1 stopped at iteration 2" in lines[-1]
+    assert not (out / "expand").exists()  # nothing used the half-trained stage 1
+    # The rest: without stop_at and on other threads (neither changes what is trained).
+    go_on = apply_overrides(_tiny_cfg(), ["stage1.threads=1", "stage2.threads=1"])
+    result = run_pipeline(tiny_dataset, out, go_on, progress=False, log=lambda *a: None)
+    assert set(result["metrics"]) == {"stage1", "stage2"}
+    log = (out / "stage1/log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["2", "4"]  # validation rows

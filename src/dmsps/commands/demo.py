@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     data = _prepare(args.task, out, args.cases, args.seed, args.quiet, args.phase)
     result = run_pipeline(data, out / "run", cfg, progress=not args.quiet)
     minutes = (time.perf_counter() - t0) / 60
+    if "stopped" in result:  # --set stageN.stop_at: the runner said where it stopped
+        return 0
     n = result["metrics"]["stage2"]["cases"]
     print(
         f"\nDMSPS demo ({args.task}): {n} synthetic {result['split']} volumes, "

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             overrides += [f"stage1.{key}={value}", f"stage2.{key}={value}"]
     cfg = apply_overrides(preset(args.preset), overrides)
     result = run_pipeline(args.dataset, args.out, cfg, progress=not args.quiet)
-    if "metrics" not in result:  # another rank under torchrun: rank 0 reports
+    if "metrics" not in result:  # stopped at stop_at, or another rank under torchrun
         return 0
     for stage in ("stage1", "stage2"):
         print(f"\n{stage} on the {result['split']} split:")

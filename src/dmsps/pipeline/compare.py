@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dmsps.config import RunConfig, apply_overrides, diff_settings, from_dict
+from dmsps.config import RunConfig, apply_overrides, comparable, diff_settings, from_dict
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import atomic_path, write_json, write_text
@@ -61,7 +61,7 @@ class Run:
         path = self.folder / "compare.json"
         return (
             path.is_file()
-            and json.loads(path.read_text()) == record
+            and comparable(json.loads(path.read_text())) == comparable(record)
             and all(self.summary_path(s).is_file() for s in self.stages)
         )
 
@@ -128,6 +128,7 @@ def stage1_record(run: Run, split: str) -> dict:
 
 
 def _refuse_if_changed(folder: Path, what: str, old: dict, new: dict) -> None:
+    old, new = comparable(old), comparable(new)  # device, threads, ... may differ
     if old != new:
         diffs = diff_settings(old, new)
         raise DmspsError(

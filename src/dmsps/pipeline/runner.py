@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from dmsps.config import RunConfig, ScribbleConfig, diff_settings, from_dict
+from dmsps.config import RunConfig, ScribbleConfig, comparable, diff_settings, from_dict
 from dmsps.data.layout import Dataset
 from dmsps.device import resolve_device
 from dmsps.errors import DmspsError
@@ -47,8 +47,10 @@ def _check_config(out: Path, cfg: RunConfig) -> None:
         # Read through from_dict so that a setting added since the folder was made takes
         # its default instead of blocking the resume of an older run.
         old = from_dict(RunConfig, json.loads(path.read_text()))
-        if json.loads(json.dumps(asdict(old))) != json.loads(json.dumps(asdict(cfg))):
-            diffs = diff_settings(asdict(old), asdict(cfg))
+        # Device, threads, logging and stop_at may change between pieces of one run.
+        old_d, new_d = comparable(asdict(old)), comparable(asdict(cfg))
+        if old_d != new_d:
+            diffs = diff_settings(old_d, new_d)
             raise DmspsError(
                 f"{out}: this run folder was made with different settings "
                 f"({'; '.join(diffs[:5])}); "
@@ -101,6 +103,14 @@ def thin_out_scribbles(
         f"kept {after} of {before} annotated voxels ({share:.1%}): strokes at "
         f"{cfg.length:g} of their length, every {cfg.every_nth_slice} annotated slice(s)"
     )
+
+
+def _stopped(stage: str, summary: dict, split: str, log) -> dict:
+    log(
+        f"== {stage} stopped at iteration {summary['iterations']} (stop_at); run the same "
+        "command without stop_at to continue"
+    )
+    return {"split": split, "stopped": stage, "train": {stage: summary}}
 
 
 def run_pipeline(
@@ -164,6 +174,8 @@ def run_pipeline(
     t = step("stage 1: training on scribbles")
     s1 = Trainer(ds, s1cfg, out / "stage1", progress).fit(resume=True)
     timings["stage1"] = time.perf_counter() - t
+    if s1["status"] == "stopped":  # stage1.stop_at: nothing after it may use half a stage
+        return _stopped("stage1", s1, split, log)
     ckpt_name = f"{cfg.checkpoint}.pt"
     best1 = out / "stage1" / "checkpoints" / ckpt_name
 
@@ -201,6 +213,8 @@ def run_pipeline(
     s2cfg.cache_dir = s2cfg.cache_dir or s1cfg.cache_dir
     s2 = Trainer(ds, s2cfg, out / "stage2", progress).fit(resume=True)
     timings["stage2"] = time.perf_counter() - t
+    if s2["status"] == "stopped":
+        return _stopped("stage2", s2, split, log)
 
     if not main_rank:  # prediction, evaluation and the report are rank 0's
         distributed.barrier(info)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dmsps.config import TrainConfig, diff_settings, from_dict
+from dmsps.config import TrainConfig, comparable, diff_settings, from_dict
 from dmsps.data import normalization
 from dmsps.data.cache import CaseCache
 from dmsps.data.layout import Dataset
@@ -54,9 +54,6 @@ from dmsps.training.samplers import (
     load_volumes,
 )
 from dmsps.training.teacher import EmaTeacher
-
-#: Settings a stage folder may be resumed or reused with other values of.
-FREE_SETTINGS = ("device", "threads", "log_interval", "tensorboard", "stop_at", "cache_dir")
 
 LOG_FIELDS = ["iteration", "loss", "sup", "pl", "w", "lr", "val_dice", "elapsed_s"]
 
@@ -441,11 +438,7 @@ class Trainer:
             old = asdict(from_dict(TrainConfig, json.loads(path.read_text())))
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
             raise DmspsError(f"{path}: cannot read ({exc}); use a new output folder") from None
-        new = asdict(self.cfg)
-        for key in FREE_SETTINGS:
-            old.pop(key, None)
-            new.pop(key, None)
-        old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new))
+        old, new = comparable(old), comparable(asdict(self.cfg))
         if old != new:
             diffs = diff_settings(old, new)
             raise DmspsError(
