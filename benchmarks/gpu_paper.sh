@@ -14,7 +14,7 @@
 # (without caches, predictions and, once stage 1 is complete, its last.pt) into
 # $OUT/state_<form>.tar.xz.part_aa, _ab, ... of at most 15 MiB (the device tool returns
 # 8 files of at most 16 MiB). For the next piece put all parts into one ignored folder
-# of the working tree (e.g. .gpu-paper/), carry it, and pass it as STATE.
+# of the working tree (.gpu-paper/ is ignored by git), carry it, and pass it as STATE.
 #
 # When both runs are complete, $OUT/paper_results.json holds per stage the validation
 # Dice (monai and medpy conventions), HD95 and training minutes, beside the paper's

@@ -8,7 +8,8 @@
 #   3. the paper's setting (256x256, batch 24, bf16) for the time left, GPU to itself,
 #      stopped with SIGINT (saves last.pt): images/s and the validation Dice reached.
 # Everything lands in $OUT as few files (the device tool returns at most 8).
-# Needs .acdc/acdc_u8.npz.xz (benchmarks/acdc_pack.py) and, where nibabel is missing
+# Needs .acdc/acdc_u8.npz.xz (benchmarks/acdc_pack.py; ignored by git, so name it in the
+# device tool's carry) and, where nibabel is missing
 # there, its wheel in .whl/. SMOKE=1 runs the same steps on a fake tiny dataset on the
 # CPU (to test this script).
 # History: commit d4cd1da's version ran three matrices at once on an H200 (the preset of
