@@ -230,3 +230,26 @@ def test_a_folder_is_not_reused_or_resumed_with_other_settings(tiny_dataset, tmp
     with pytest.raises(DmspsError, match="method: dmsps -> pce"):
         Trainer(ds, TrainConfig(**{**SMALL, "method": "pce"}), half, False).fit(resume=True)
     assert Trainer(ds, TrainConfig(**SMALL), half, False).fit(resume=True)["iterations"] == 6
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_cuda_runs_use_the_fused_optimizer_and_it_updates_like_the_unfused(
+    tiny_dataset, tmp_path, optimizer
+):
+    trainer = Trainer(Dataset(tiny_dataset), TrainConfig(optimizer=optimizer, **SMALL), tmp_path)
+    assert trainer.make_optimizer(torch.nn.Linear(2, 2)).defaults["fused"] is False
+    trainer.device = torch.device("cuda")  # the choice only; fused updates also run on CPU
+    weights = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        net = torch.nn.Conv2d(1, 3, 3)
+        if not fused:
+            trainer.device = torch.device("cpu")
+        opt = trainer.make_optimizer(net)
+        assert opt.defaults["fused"] is fused
+        for _ in range(3):
+            opt.zero_grad()
+            net(torch.ones(1, 1, 5, 5)).square().mean().backward()
+            opt.step()
+        weights.append(net.weight.detach().clone())
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)
