@@ -37,4 +37,4 @@ def test_every_shipped_model_segments_a_volume(name):
     seg = model.predict(image, uncertainty=True)
     assert seg.labels.shape == (2, 64, 48)
     assert seg.labels.max() < len(model.class_names)
-    assert 0.0 <= float(seg.uncertainty.min()) and float(seg.uncertainty.max()) <= 1.0
+    assert float(seg.uncertainty.min()) >= 0.0 and float(seg.uncertainty.max()) <= 1.0
