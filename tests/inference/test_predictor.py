@@ -8,23 +8,11 @@ import torch
 from scipy import ndimage
 
 from dmsps.cli import main
+from tests.support import train_tiny
 
 
 def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys, monkeypatch):
-    from dmsps.config import TrainConfig
-    from dmsps.data.layout import Dataset
-    from dmsps.training.trainer import Trainer
-
-    cfg = TrainConfig(
-        iterations=2,
-        batch_size=2,
-        patch_size=32,
-        val_interval=2,
-        features=[4, 8, 16, 32, 64],
-        device="cpu",
-    )
-    Trainer(Dataset(tiny_dataset), cfg, tmp_path / "r", False).fit()
-    ckpt = str(tmp_path / "r/checkpoints/best.pt")
+    ckpt = str(train_tiny(tiny_dataset, tmp_path / "r"))
     src = tiny_dataset / "imagesTs"
     assert (
         main(["predict", ckpt, str(src), str(tmp_path / "pred"), "--uncertainty", "--quiet"]) == 0

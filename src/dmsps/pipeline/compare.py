@@ -191,12 +191,7 @@ def check_before_training(ds: Dataset, runs: Sequence[Run], split: str) -> None:
         pipeline_cfg = run.folder / "config.json"
         if "stage2" in run.stages and pipeline_cfg.is_file():
             old = from_dict(RunConfig, json.loads(pipeline_cfg.read_text()))
-            _refuse_if_changed(
-                run.folder,
-                "run",
-                json.loads(json.dumps(asdict(old))),
-                json.loads(json.dumps(asdict(_pipeline_cfg(run)))),
-            )
+            _refuse_if_changed(run.folder, "run", asdict(old), asdict(_pipeline_cfg(run)))
 
 
 def _pipeline_cfg(run: Run) -> RunConfig:
