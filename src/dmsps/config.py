@@ -49,6 +49,9 @@ class TrainConfig:
     pl_loss: str = "soft-ce"
     augment: bool = True
     features: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
+    # Dropout before each encoder level's second convolution; [] = the research code's
+    # [0.05, 0.1, 0.2, 0.3, 0.5], cut or extended to the depth of ``features``.
+    encoder_dropout: list[float] = field(default_factory=list)
     network: str = "unet"
     norm: str = "batch"  # batch | instance
     activation: str = "leakyrelu"  # leakyrelu | relu
@@ -522,6 +525,8 @@ _HELP = {
     "target_spacing": "resample cases to this voxel spacing in mm, (Z, Y, X), before "
     "training; 0 keeps an axis (patches; predictions come back on the input grid)",
     "cache_dir": "folder for the preprocessed-case cache (default OUT/cache)",
+    "encoder_dropout": "dropout per encoder level, e.g. 0,0,0,0,0 (default: the research "
+    "code's 0.05,0.1,0.2,0.3,0.5)",
     "network": "network architecture: unet | attention-unet | unetpp (docs/CONTRIBUTING.md)",
     "norm": "batch | instance",
     "activation": "leakyrelu | relu",

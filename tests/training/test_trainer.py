@@ -177,6 +177,19 @@ def test_bad_schedule_is_refused(tiny_dataset, tmp_path):
         Trainer(Dataset(tiny_dataset), cfg, tmp_path / "r", progress=False).fit()
 
 
+def test_encoder_dropout_reaches_the_network_and_bad_values_are_refused(tiny_dataset, tmp_path):
+    ds = Dataset(tiny_dataset)
+    default = Trainer(ds, TrainConfig(**SMALL), tmp_path / "a", progress=False)
+    assert default.model_cfg.encoder_dropout == [0.05, 0.1, 0.2, 0.3, 0.5]
+    cfg = TrainConfig(**SMALL, encoder_dropout=[0.0] * 5)
+    model = Trainer(ds, cfg, tmp_path / "b", progress=False).build_model()
+    rates = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert rates and all(p == 0.0 for p in rates)
+    for bad in ([0.1, 0.1], [0.0, 0.0, 0.0, 0.0, 1.0]):
+        with pytest.raises(DmspsError, match="encoder_dropout"):
+            Trainer(ds, TrainConfig(**SMALL, encoder_dropout=bad), tmp_path / "c", False)
+
+
 def test_tensorboard_logs_the_training_curve(tiny_dataset, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -30,7 +30,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dmsps.config import RunConfig, apply_overrides, comparable, diff_settings, from_dict
+from dmsps.config import (
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    comparable,
+    diff_settings,
+    from_dict,
+)
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import atomic_path, write_json, write_text
@@ -137,6 +144,15 @@ def _refuse_if_changed(folder: Path, what: str, old: dict, new: dict) -> None:
         )
 
 
+def _read_record(path: Path) -> dict:
+    """A run's compare.json, its stage-1 settings read through TrainConfig so that a
+    setting added since the run was made takes its default instead of blocking its reuse."""
+    record = json.loads(path.read_text())
+    if isinstance(record.get("stage1"), dict):
+        record["stage1"] = asdict(from_dict(TrainConfig, record["stage1"]))
+    return record
+
+
 def check_before_training(ds: Dataset, runs: Sequence[Run], split: str) -> None:
     """Everything that can fail without training: settings, labels, earlier run folders."""
     from dmsps.training.methods import METHODS
@@ -185,9 +201,7 @@ def check_before_training(ds: Dataset, runs: Sequence[Run], split: str) -> None:
                     raise DmspsError(f"stage2.{key} is set by the pipeline, not by --set")
         record = run.folder / "compare.json"
         if record.is_file():
-            _refuse_if_changed(
-                run.folder, "run", json.loads(record.read_text()), stage1_record(run, split)
-            )
+            _refuse_if_changed(run.folder, "run", _read_record(record), stage1_record(run, split))
         pipeline_cfg = run.folder / "config.json"
         if "stage2" in run.stages and pipeline_cfg.is_file():
             old = from_dict(RunConfig, json.loads(pipeline_cfg.read_text()))

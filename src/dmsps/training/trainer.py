@@ -103,6 +103,12 @@ def validate_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None) -> N
                 "target_spacing needs 3 sizes in mm (Z, Y, X), each positive or 0 to keep "
                 f"that axis, got {ts}"
             )
+    drop = cfg.encoder_dropout
+    if drop and (len(drop) != len(cfg.features) or any(not 0 <= d < 1 for d in drop)):
+        raise DmspsError(
+            f"encoder_dropout {drop} needs one value in [0, 1) per encoder level "
+            f"({len(cfg.features)}, as features {cfg.features}), or none for the default"
+        )
     if not 0 <= cfg.inference_overlap < 1:
         raise DmspsError("inference_overlap must be in [0, 1)")
     for spec in cfg.normalization:
@@ -124,7 +130,7 @@ class Trainer:
             in_channels=dataset.num_channels,
             num_classes=self.num_classes,
             features=list(cfg.features),
-            encoder_dropout=default_dropouts(len(cfg.features)),
+            encoder_dropout=list(cfg.encoder_dropout) or default_dropouts(len(cfg.features)),
             norm=cfg.norm,
             activation=cfg.activation,
             join=cfg.join,
