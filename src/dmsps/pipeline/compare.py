@@ -22,22 +22,17 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import json
 import shutil
 import statistics
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dmsps.config import (
-    RunConfig,
-    TrainConfig,
-    apply_overrides,
-    comparable,
-    diff_settings,
-    from_dict,
-)
+from dmsps.config import RunConfig, apply_overrides, comparable, diff_settings, from_dict
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import atomic_path, write_json, write_text
@@ -145,11 +140,14 @@ def _refuse_if_changed(folder: Path, what: str, old: dict, new: dict) -> None:
 
 
 def _read_record(path: Path) -> dict:
-    """A run's compare.json, its stage-1 settings read through TrainConfig so that a
-    setting added since the run was made takes its default instead of blocking its reuse."""
+    """A run's compare.json with its settings sections (stage1, scribbles) read through
+    their RunConfig types, so that a setting added since the run was made takes its
+    default instead of blocking the reuse of the run."""
     record = json.loads(path.read_text())
-    if isinstance(record.get("stage1"), dict):
-        record["stage1"] = asdict(from_dict(TrainConfig, record["stage1"]))
+    sections = typing.get_type_hints(RunConfig)
+    for key, value in record.items():
+        if isinstance(value, dict) and dataclasses.is_dataclass(sections.get(key)):
+            record[key] = asdict(from_dict(sections[key], value))
     return record
 
 
