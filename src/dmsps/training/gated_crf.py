@@ -18,8 +18,9 @@ are gated out (k_ij = 0), so border pixels are not charged for the zero padding.
 N counts the pixels of all slices. A 3D window would cost (2r+1)^3 = 1331 neighbours per
 voxel instead of 121 and span anisotropic voxel spacing with one sigma.
 
-Vectorised with ``F.unfold`` (no loop over pixels) and with no read-back to the host.
-Memory: the unfolded probabilities hold (2r+1)^2 = 121 copies of the softmax.
+Computed as one product of two shifted views of the softmax per pair of mirror-image
+window offsets (60 for r = 5; no loop over pixels, no read-back to the host), so memory
+stays a few copies of the softmax rather than the (2r+1)^2 = 121 an ``F.unfold`` needs.
 """
 
 from __future__ import annotations
@@ -70,45 +71,92 @@ def _slices(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(1, 2).reshape(b * d, c, h, w)
 
 
-def _window_offsets(radius: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Squared distance of each window position to the centre, in ``F.unfold``'s order.
+def _half_window(radius: int) -> list[tuple[int, int]]:
+    """One offset (dy, dx) of each pair +-(dy, dx) in the (2r+1)^2 window, centre excluded.
 
-    unfold lists a window row by row, so position k is (k // d - r, k % d - r).
+    k_ij = k_ji and the Potts disagreement is symmetric, so every ordered pair (i, j) is
+    counted once as (i, i + o) with o in this half and once as its mirror image.
     """
-    d = 2 * radius + 1
-    steps = torch.arange(d, device=device, dtype=dtype) - radius
-    return (steps[:, None] ** 2 + steps[None, :] ** 2).reshape(d * d)
+    return [
+        (dy, dx)
+        for dy in range(radius + 1)
+        for dx in range(-radius, radius + 1)
+        if dy > 0 or dx > 0
+    ]
 
 
-def pairwise_kernel(
+def _overlap(t: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views a, b of t (..., H, W) with b[..., y, x] = t[..., y + dy, x + dx], dy >= 0.
+
+    Only pixels whose neighbour lies inside the image appear: the gate of the loss
+    (neighbours outside the image have k_ij = 0) costs nothing.
+    """
+    h, w = t.shape[-2:]
+    x0, x1 = max(0, -dx), w - max(0, dx)
+    return t[..., : h - dy, x0:x1], t[..., dy:, x0 + dx : x1 + dx]
+
+
+PairKernels = list[tuple[int, int, torch.Tensor]]
+
+
+def pair_kernels(
     image: torch.Tensor,
     kernels: Sequence[GaussianKernel] = DEFAULT_KERNELS,
     radius: int = DEFAULT_RADIUS,
-) -> torch.Tensor:
-    """k_ij for every pixel i and window position j: (N, (2r+1)^2, H * W), no gradient.
+) -> PairKernels:
+    """k_ij for each half-window offset o = (dy, dx): (dy, dx, (N, H - dy, W - |dx|)).
 
-    Zero at the centre (i = j) and where j lies outside the image, the gate that WSL4MIS's
-    ``gate_crf_loss.py`` leaves out (its ``_unfold``, lines 184-188, pads with zeros and
-    line 99 counts those neighbours in ``kernels.sum()``: a constant that moves the loss
-    value but not its gradient).
+    image: (N, K, H, W). No gradient: the kernel is a fixed affinity of the image.
     """
-    n, ch, h, w = image.shape
-    d = 2 * radius + 1
-    dist2 = _window_offsets(radius, image.device, image.dtype)  # (d*d,)
-    # Inside-the-image indicator of each neighbour: unfold of ones (zero-padded).
-    ones = torch.ones(1, 1, h, w, device=image.device, dtype=image.dtype)
-    gate = F.unfold(ones, d, padding=radius) * (dist2 > 0)[:, None]  # (1, d*d, H*W)
     image = image.detach()
-    total = torch.zeros((), device=image.device, dtype=image.dtype)
-    for kern in kernels:  # one Gaussian per descriptor (one by default), not per pixel
-        log_k = (-0.5 / kern.sigma_xy**2) * dist2[:, None]  # (d*d, 1)
-        if kern.sigma_image is not None:
-            f = image / kern.sigma_image
-            f_j = F.unfold(f, d, padding=radius).view(n, ch, d * d, h * w)
-            f_i = f.reshape(n, ch, 1, h * w)
-            log_k = log_k - 0.5 * ((f_j - f_i) ** 2).sum(1)  # (N, d*d, H*W)
-        total = total + kern.weight * log_k.exp()
-    return (total * gate).expand(n, d * d, h * w)
+    h, w = image.shape[-2:]
+    out: PairKernels = []
+    for dy, dx in _half_window(radius):
+        if dy >= h or abs(dx) >= w:  # the whole window position lies outside the image
+            continue
+        a, b = _overlap(image, dy, dx)
+        dist2 = float(dy * dy + dx * dx)
+        k = None
+        for kern in kernels:  # one Gaussian per descriptor (one by default)
+            log_k = torch.full_like(a[:, 0], -0.5 * dist2 / kern.sigma_xy**2)
+            if kern.sigma_image is not None:
+                log_k = log_k - (0.5 / kern.sigma_image**2) * ((a - b) ** 2).sum(1)
+            term = kern.weight * log_k.exp()
+            k = term if k is None else k + term
+        if k is not None:
+            out.append((dy, dx, k))
+    return out
+
+
+def potts_energy(probs: torch.Tensor, pairs: PairKernels) -> torch.Tensor:
+    """sum over ordered pairs i != j of k_ij sum_c p_i(c) (1 - p_j(c)); probs (N, C, H, W).
+
+    A pair and its mirror together give k (s_i + s_j - 2 p_i . p_j) with s = sum_c p(c),
+    so each half-window offset is one product of two shifted views: no unfolded copy of
+    the probabilities ((2r+1)^2 = 121 of them) is ever built, which made this loss about
+    four times as slow as a training step without it on CPU.
+    """
+    s = probs.sum(1)
+    total = probs.new_zeros(())
+    for dy, dx, k in pairs:
+        pa, pb = _overlap(probs, dy, dx)
+        sa, sb = _overlap(s, dy, dx)
+        total = total + (k * (sa + sb - 2 * (pa * pb).sum(1))).sum()
+    return total
+
+
+def _prepare(
+    probs: torch.Tensor, image: torch.Tensor, downscale: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both as (N, ., H, W) 2D slices at the size the loss is computed at."""
+    if image.shape[0] != probs.shape[0] or image.shape[2:] != probs.shape[2:]:
+        raise ValueError(f"image {tuple(image.shape)} does not match probs {tuple(probs.shape)}")
+    p = _slices(probs)
+    x = _slices(image).to(p.dtype)
+    if downscale > 1:
+        size = (math.ceil(p.shape[2] / downscale), math.ceil(p.shape[3] / downscale))
+        p, x = F.adaptive_avg_pool2d(p, size), F.adaptive_avg_pool2d(x, size)
+    return p, x
 
 
 def gated_crf_loss(
@@ -126,26 +174,14 @@ def gated_crf_loss(
     code resizes the image to the prediction's size (``_downsample``, adaptive average
     pooling); sigma_xy is then in pixels of the smaller grid, as there.
     Normalised by the number of pixels (WSL4MIS ``gate_crf_loss.py`` line 63,
-    denom = N * H * W, at the size the loss is computed at).
+    denom = N * H * W, at the size the loss is computed at). The neighbours WSL4MIS's
+    zero padding adds outside the image (its ``_unfold``, lines 184-188, counted by line
+    99's ``kernels.sum()``) are gated out here: a constant that moves the loss value but
+    not its gradient.
     """
-    if image.shape[0] != probs.shape[0] or image.shape[2:] != probs.shape[2:]:
-        raise ValueError(f"image {tuple(image.shape)} does not match probs {tuple(probs.shape)}")
-    p = _slices(probs)
-    x = _slices(image).to(p.dtype)
-    if downscale > 1:
-        size = (math.ceil(p.shape[2] / downscale), math.ceil(p.shape[3] / downscale))
-        p, x = F.adaptive_avg_pool2d(p, size), F.adaptive_avg_pool2d(x, size)
-    n, c, h, w = p.shape
-    k = pairwise_kernel(x, kernels, radius)  # (N, d*d, H*W)
-    d = 2 * radius + 1
-    p_i = p.reshape(n, c, h * w)
-    p_j = F.unfold(p, d, padding=radius).view(n, c, d * d, h * w)  # zero outside the image
-    # sum_ij k_ij sum_c p_i(c) (1 - p_j(c)) = sum_ij k_ij sum_c p_i(c) - sum_ic p_i(c) s_ic,
-    # s_ic = sum_j k_ij p_j(c); the first sum is sum_ij k_ij for probabilities (WSL4MIS
-    # lines 89-99) but is kept in full so that the formula holds for any p.
-    mass = (k.sum(1) * p_i.sum(1)).sum()
-    agree = (p_i * torch.einsum("nkl,nckl->ncl", k, p_j)).sum()
-    return (mass - agree) / (n * h * w)
+    p, x = _prepare(probs, image, downscale)
+    n, _, h, w = p.shape
+    return potts_energy(p, pair_kernels(x, kernels, radius)) / (n * h * w)
 
 
 class GatedCRF(_Regularised):
@@ -165,6 +201,20 @@ class GatedCRF(_Regularised):
     def term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         probs = torch.softmax(logits, 1)
         return gated_crf_loss(probs, batch.image, self.kernels, self.radius, self.downscale)
+
+    def loss(self, main, aux, batch, iteration, generator=None):
+        """As the base class, but the image's pair kernels are computed once for both."""
+        sup = self.supervised(main, aux, batch.scribble)
+        energies, pairs = [], None
+        for logits in (main, aux):
+            p, x = _prepare(torch.softmax(logits, 1), batch.image, self.downscale)
+            if pairs is None:
+                pairs = pair_kernels(x, self.kernels, self.radius)
+            n, _, h, w = p.shape
+            energies.append(potts_energy(p, pairs) / (n * h * w))
+        reg = 0.5 * (energies[0] + energies[1])
+        w = self.cfg.pl_weight
+        return sup + w * reg, {"sup": sup.detach(), "pl": reg.detach(), "w": w}
 
 
 register(GatedCRF, default_weight=DEFAULT_WEIGHT)
