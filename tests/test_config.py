@@ -1,8 +1,10 @@
 """Presets are valid and say what they claim; loss-form settings parse and are checked."""
 
+from dataclasses import asdict, replace
+
 import pytest
 
-from dmsps.config import PRESET_HELP, PRESETS, apply_overrides, preset
+from dmsps.config import PRESET_HELP, PRESETS, apply_overrides, preset, refuse_other_settings
 from dmsps.errors import DmspsError
 from dmsps.training.trainer import validate_config
 
@@ -34,3 +36,19 @@ def test_loss_form_is_a_setting_and_bad_values_name_the_choices():
     cfg = apply_overrides(preset("acdc"), ["stage1.pl_loss=softmax2"])
     with pytest.raises(DmspsError, match="soft-ce, authors"):
         validate_config(cfg.stage1)
+
+
+def test_other_settings_are_refused_with_their_differences_but_free_ones_may_change():
+    cfg = preset("demo")
+    old = asdict(cfg)
+    # Device, threads and logging do not change what is trained.
+    moved = replace(cfg, stage1=replace(cfg.stage1, device="cpu", threads=3, log_interval=9))
+    refuse_other_settings(old, asdict(moved), "run", "fix it")
+    changed = replace(cfg, stage1=replace(cfg.stage1, lr=0.5), stage2=replace(cfg.stage2, seed=7))
+    with pytest.raises(DmspsError) as err:
+        refuse_other_settings(old, asdict(changed), "RUN: made with other settings", "use another")
+    text = str(err.value)
+    assert text.startswith("RUN: made with other settings (")
+    assert f"stage1.lr: {cfg.stage1.lr} -> 0.5" in text
+    assert f"stage2.seed: {cfg.stage2.seed} -> 7" in text
+    assert text.endswith("); use another")

@@ -490,6 +490,16 @@ def diff_settings(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def refuse_other_settings(old: dict, new: dict, what: str, advice: str) -> None:
+    """Raise ``"{what} (up to five differences); {advice}"`` when saved settings ``old``
+    would train something else than ``new``; the FREE_SETTINGS (device, threads,
+    logging, ...) may differ. The one check behind every reuse or resume of a folder."""
+    old, new = comparable(old), comparable(new)
+    if old != new:
+        diffs = diff_settings(old, new)
+        raise DmspsError(f"{what} ({'; '.join(diffs[:5])}); {advice}")
+
+
 def from_dict(cls, data: dict) -> Any:
     """Rebuild a dataclass tree from saved JSON (unknown keys are an error)."""
     hints = _hints(cls)

@@ -32,7 +32,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dmsps.config import RunConfig, apply_overrides, comparable, diff_settings, from_dict
+from dmsps.config import (
+    RunConfig,
+    apply_overrides,
+    comparable,
+    from_dict,
+    refuse_other_settings,
+)
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import atomic_path, write_json, write_text
@@ -130,13 +136,12 @@ def stage1_record(run: Run, split: str) -> dict:
 
 
 def _refuse_if_changed(folder: Path, what: str, old: dict, new: dict) -> None:
-    old, new = comparable(old), comparable(new)  # device, threads, ... may differ
-    if old != new:
-        diffs = diff_settings(old, new)
-        raise DmspsError(
-            f"{folder}: this {what} was made with different settings "
-            f"({'; '.join(diffs[:5])}); use a new --out folder or the same settings"
-        )
+    refuse_other_settings(
+        old,
+        new,
+        f"{folder}: this {what} was made with different settings",
+        "use a new --out folder or the same settings",
+    )
 
 
 def _read_record(path: Path) -> dict:

@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from dmsps.config import RunConfig, ScribbleConfig, comparable, diff_settings, from_dict
+from dmsps.config import RunConfig, ScribbleConfig, from_dict, refuse_other_settings
 from dmsps.data.layout import Dataset
 from dmsps.device import resolve_device
 from dmsps.errors import DmspsError
@@ -48,14 +48,12 @@ def _check_config(out: Path, cfg: RunConfig) -> None:
         # its default instead of blocking the resume of an older run.
         old = from_dict(RunConfig, json.loads(path.read_text()))
         # Device, threads, logging and stop_at may change between pieces of one run.
-        old_d, new_d = comparable(asdict(old)), comparable(asdict(cfg))
-        if old_d != new_d:
-            diffs = diff_settings(old_d, new_d)
-            raise DmspsError(
-                f"{out}: this run folder was made with different settings "
-                f"({'; '.join(diffs[:5])}); "
-                "use a new --out folder or the same settings to resume"
-            )
+        refuse_other_settings(
+            asdict(old),
+            asdict(cfg),
+            f"{out}: this run folder was made with different settings",
+            "use a new --out folder or the same settings to resume",
+        )
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_json(path, asdict(cfg))

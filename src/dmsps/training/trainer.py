@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dmsps.config import TrainConfig, comparable, diff_settings, from_dict
+from dmsps.config import TrainConfig, from_dict, refuse_other_settings
 from dmsps.data import normalization
 from dmsps.data.cache import CaseCache
 from dmsps.data.layout import Dataset
@@ -454,13 +454,12 @@ class Trainer:
             old = asdict(from_dict(TrainConfig, json.loads(path.read_text())))
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
             raise DmspsError(f"{path}: cannot read ({exc}); use a new output folder") from None
-        old, new = comparable(old), comparable(asdict(self.cfg))
-        if old != new:
-            diffs = diff_settings(old, new)
-            raise DmspsError(
-                f"{self.out}: was trained with other settings ({'; '.join(diffs[:5])}); "
-                "use a new output folder, or the same settings to resume or reuse it"
-            )
+        refuse_other_settings(
+            old,
+            asdict(self.cfg),
+            f"{self.out}: was trained with other settings",
+            "use a new output folder, or the same settings to resume or reuse it",
+        )
 
     def fit(self, resume: bool = False) -> dict:
         cfg = self.cfg
