@@ -38,8 +38,7 @@ class _Constant:
 
     def __call__(self, x):
         self.calls.append(x.shape[0])
-        out = self.logits.expand(x.shape[0], *self.logits.shape[1:])
-        return out, out
+        return self.logits.expand(x.shape[0], *self.logits.shape[1:])
 
 
 def test_ema_teacher_averages_then_decays():
@@ -60,6 +59,23 @@ def test_ema_teacher_averages_then_decays():
     assert teacher.net.weight.item() == pytest.approx(0.99 * 5.0 + 0.01 * 14)
     with pytest.raises(ValueError, match="decay"):
         EmaTeacher(student, decay=1.0)
+
+
+def test_ema_teacher_answers_with_its_main_decoder_only():
+    from dmsps.models.unet import DualDecoderNet, ModelConfig
+
+    torch.manual_seed(0)
+    net = DualDecoderNet(ModelConfig(in_channels=1, num_classes=3, features=[4, 8]))
+    teacher = EmaTeacher(net, decay=0.99)
+    x = torch.randn(2, 1, 8, 8)
+    asked = []
+    teacher.net.aux.register_forward_hook(lambda *a: asked.append("aux"))
+    torch.manual_seed(1)
+    out = teacher(x)
+    assert asked == [] and out.shape == (2, 3, 8, 8)
+    # The main decoder's logits, in training mode (the same dropout draws).
+    torch.manual_seed(1)
+    torch.testing.assert_close(out, teacher.net(x, aux=False))
 
 
 def test_registry_has_self_ensembling_methods_with_the_papers_weights():
@@ -127,7 +143,7 @@ def test_ustm_rotates_the_student_like_the_teacher_input(dims):
     class Same:
         def __call__(self, x):
             out = seg(x)
-            return out, out
+            return out
 
     shape = (1, 1, 8, 8) if dims == 2 else (1, 1, 2, 8, 8)
     image = torch.zeros(shape)

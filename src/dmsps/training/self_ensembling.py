@@ -74,10 +74,10 @@ class USTM(Method):
         dims = (main.dim() - 2, main.dim() - 1)
         rotated = torch.rot90(batch.image, k, dims)
         with torch.no_grad():
-            target = torch.softmax(self.teacher(rotated + teacher_noise(rotated))[0].float(), 1)
+            target = torch.softmax(self.teacher(rotated + teacher_noise(rotated)).float(), 1)
             b = rotated.shape[0]
             many = rotated.repeat(USTM_PASSES, *([1] * (rotated.dim() - 1)))
-            passes = torch.softmax(self.teacher(many + teacher_noise(many))[0].float(), 1)
+            passes = torch.softmax(self.teacher(many + teacher_noise(many)).float(), 1)
             mean = passes.reshape(USTM_PASSES, b, *passes.shape[1:]).mean(0)
             threshold = (0.75 + 0.25 * self.ramp(iteration)) * math.log(2)
             mask = (predictive_entropy(mean) < threshold).to(main.dtype)
@@ -122,7 +122,7 @@ class Scribble2Label(Method):
             zero = sup.new_zeros(())
             return sup, {"sup": sup.detach(), "pl": zero, "w": 0.0, "certain": zero}
         with torch.no_grad():
-            probs = torch.softmax(self.teacher(batch.image)[0].float(), 1)
+            probs = torch.softmax(self.teacher(batch.image).float(), 1)
             conf, pseudo = probs.max(1)
             keep = (conf > self.confidence) & (s == ig)
             pseudo = torch.where(keep, pseudo, torch.full_like(pseudo, ig))

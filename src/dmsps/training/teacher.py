@@ -38,10 +38,13 @@ class EmaTeacher:
         self.device_type, self.amp = device_type, amp  # the student's mixed precision
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's main-decoder logits. Its auxiliary decoder is never asked: the
+        methods use the main one only, and skipping it makes USTM's nine teacher passes
+        per step about a quarter cheaper."""
         self.net.train()
         with torch.autocast(self.device_type, dtype=self.amp, enabled=self.amp is not None):
-            return self.net(x)
+            return self.net(x, aux=False)
 
     @torch.no_grad()
     def update(self, student: torch.nn.Module, step: int) -> None:
