@@ -7,7 +7,7 @@ import json
 import nibabel as nib
 import pytest
 
-from dmsps.commands.demo import _prepare
+from dmsps.commands.demo import _prepare, comparison_table
 from tests.support import run_cli
 
 #: A few iterations of each stage: behaviour, not quality.
@@ -61,3 +61,15 @@ def test_bad_arguments_fail_before_any_work(tmp_path, capsys):
         code, text = run_cli(capsys, "demo", "--task", "brain", "--out", out, *extra)
         assert code == 2 and words in text
         assert not out.exists()
+
+
+def test_comparison_table_marks_an_undefined_distance_without_a_unit():
+    def stage(dice, hd95):
+        cls = {"name": "kidney", "dice": {"mean": dice}, "hd95": {"mean": hd95}}
+        return {"classes": [cls], "foreground_mean": {"dice": {"mean": dice}, "hd95": None}}
+
+    table = comparison_table({"stage1": stage(0.0, None), "stage2": stage(0.771, 33.99)})
+    lines = table.splitlines()
+    assert lines[0].startswith("class") and lines[0].rstrip().endswith("HD95 stage 2")
+    assert lines[2].split() == ["kidney", "0.000", "0.771", "n/a", "33.99", "mm"]
+    assert lines[3].split() == ["mean", "0.000", "0.771", "n/a", "n/a"]

@@ -52,10 +52,10 @@ def comparison_table(metrics: dict) -> str:
     s1, s2 = metrics["stage1"], metrics["stage2"]
     rows = [("class", "Dice stage 1", "Dice stage 2", "HD95 stage 1", "HD95 stage 2")]
 
-    def fmt(stats: dict | None, digits: int) -> str:
+    def fmt(stats: dict | None, digits: int, unit: str = "") -> str:
         if not stats or stats.get("mean") is None:
-            return "n/a"
-        return f"{stats['mean']:.{digits}f}"
+            return "n/a"  # e.g. HD95 of a class no test case predicted
+        return f"{stats['mean']:.{digits}f}{unit}"
 
     for c1, c2 in zip(s1["classes"], s2["classes"], strict=True):
         rows.append(
@@ -63,8 +63,8 @@ def comparison_table(metrics: dict) -> str:
                 c1["name"],
                 fmt(c1["dice"], 3),
                 fmt(c2["dice"], 3),
-                fmt(c1["hd95"], 2) + " mm",
-                fmt(c2["hd95"], 2) + " mm",
+                fmt(c1["hd95"], 2, " mm"),
+                fmt(c2["hd95"], 2, " mm"),
             )
         )
     f1, f2 = s1["foreground_mean"], s2["foreground_mean"]
@@ -73,8 +73,8 @@ def comparison_table(metrics: dict) -> str:
             "mean",
             fmt(f1["dice"], 3),
             fmt(f2["dice"], 3),
-            fmt(f1["hd95"], 2) + " mm",
-            fmt(f2["hd95"], 2) + " mm",
+            fmt(f1["hd95"], 2, " mm"),
+            fmt(f2["hd95"], 2, " mm"),
         )
     )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
