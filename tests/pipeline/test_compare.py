@@ -10,7 +10,12 @@ import pytest
 from dmsps.config import PRESETS, apply_overrides
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
-from dmsps.pipeline.compare import check_before_training, plan_runs, stage1_record
+from dmsps.pipeline.compare import (
+    check_before_training,
+    plan_runs,
+    stage1_record,
+    table_markdown,
+)
 
 
 def _one_run(out: Path, *overrides: str):
@@ -33,3 +38,23 @@ def test_a_setting_added_since_a_run_was_made_takes_its_default(tiny_dataset, tm
     changed = _one_run(tmp_path / "cmp", "stage1.encoder_dropout=0,0,0,0,0")
     with pytest.raises(DmspsError, match="encoder_dropout"):
         check_before_training(Dataset(tiny_dataset), changed, "val")
+
+
+def test_markdown_table_bolds_only_the_best_mean_dice():
+    def row(method, dice):
+        return {
+            "method": method,
+            "stage": "stage1",
+            "seeds": [0],
+            "dice": {"mean": dice, "sd": None},
+            "classes": [{"name": "LV", "dice": {"mean": dice, "sd": None}}],
+            "hd95": {"mean": 5.0, "sd": None, "n": 1},
+            "train_minutes": {"mean": 2.0},
+        }
+
+    rows = [row("pce", 0.4), row("dmsps", 0.8), row("full", 0.8), row("broken", None)]
+    lines = table_markdown(rows, ["LV"]).splitlines()[2:]
+    assert lines[0].startswith("| pce | 1 | 1 | 0.400 | 0.400 |")
+    assert lines[1].startswith("| dmsps | 1 | 1 | **0.800** | 0.800 |")
+    assert lines[2].startswith("| full | 1 | 1 | **0.800** |")  # a tie is bold too
+    assert lines[3].startswith("| broken | 1 | 1 | n/a |")

@@ -431,12 +431,17 @@ def _cell(stats: dict, digits: int = 3) -> str:
 
 
 def table_markdown(rows: Sequence[dict], class_names: Sequence[str]) -> str:
+    """One row per method and stage; the best mean Dice (and any tie with it) in bold."""
     head = ["method", "stage", "seeds", "mean Dice", *class_names, "HD95 (mm)", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    means = [r["dice"]["mean"] for r in rows if r["dice"].get("mean") is not None]
+    best = max(means, default=None)
     for r in rows:
         by_name = {c["name"]: c["dice"] for c in r["classes"]}
         cells = [r["method"], r["stage"].removeprefix("stage"), str(len(r["seeds"]))]
-        cells.append(f"**{_cell(r['dice'])}**")
+        dice = _cell(r["dice"])
+        is_best = best is not None and r["dice"].get("mean") == best
+        cells.append(f"**{dice}**" if is_best else dice)
         cells += [_cell(by_name.get(n, {})) for n in class_names]
         hd95 = _cell(r["hd95"], 2)
         if 0 < r["hd95"]["n"] < len(r["seeds"]):  # the other seeds' HD95 was undefined
