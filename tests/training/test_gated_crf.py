@@ -211,5 +211,5 @@ def test_contract_finite_loss_that_trains_both_decoders(spatial):
     assert main.grad.abs().sum() > 0 and aux.grad.abs().sum() > 0
     # The CRF term alone reaches the unannotated pixels of both decoders.
     main.grad, aux.grad = None, None
-    (method.term(main, batch) + method.term(aux, batch)).backward()
+    method.regulariser(main, aux, batch).backward()
     assert main.grad[..., 2:].abs().sum() > 0 and aux.grad[..., 2:].abs().sum() > 0

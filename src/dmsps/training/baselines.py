@@ -87,9 +87,13 @@ class _Regularised(Method):
     def term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
+    def regulariser(self, main: torch.Tensor, aux: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The mean of ``term`` over both decoders; a subclass may share work between them."""
+        return 0.5 * (self.term(main, batch) + self.term(aux, batch))
+
     def loss(self, main, aux, batch, iteration, generator=None):
         sup = self.supervised(main, aux, batch.scribble)
-        reg = 0.5 * (self.term(main, batch) + self.term(aux, batch))
+        reg = self.regulariser(main, aux, batch)
         w = self.cfg.pl_weight
         return sup + w * reg, {"sup": sup.detach(), "pl": reg.detach(), "w": w}
 

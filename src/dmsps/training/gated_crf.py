@@ -129,7 +129,8 @@ def pair_kernels(
 
 
 def potts_energy(probs: torch.Tensor, pairs: PairKernels) -> torch.Tensor:
-    """sum over ordered pairs i != j of k_ij sum_c p_i(c) (1 - p_j(c)); probs (N, C, H, W).
+    """1/N sum over ordered pairs i != j of k_ij sum_c p_i(c) (1 - p_j(c)), N the number of
+    pixels of probs (N, C, H, W) (WSL4MIS ``gate_crf_loss.py`` line 63, denom = N * H * W).
 
     A pair and its mirror together give k (s_i + s_j - 2 p_i . p_j) with s = sum_c p(c),
     so each half-window offset is one product of two shifted views: no unfolded copy of
@@ -142,21 +143,21 @@ def potts_energy(probs: torch.Tensor, pairs: PairKernels) -> torch.Tensor:
         pa, pb = _overlap(probs, dy, dx)
         sa, sb = _overlap(s, dy, dx)
         total = total + (k * (sa + sb - 2 * (pa * pb).sum(1))).sum()
-    return total
+    return total / s.numel()
 
 
-def _prepare(
-    probs: torch.Tensor, image: torch.Tensor, downscale: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both as (N, ., H, W) 2D slices at the size the loss is computed at."""
+def _check_shapes(probs: torch.Tensor, image: torch.Tensor) -> None:
     if image.shape[0] != probs.shape[0] or image.shape[2:] != probs.shape[2:]:
         raise ValueError(f"image {tuple(image.shape)} does not match probs {tuple(probs.shape)}")
-    p = _slices(probs)
-    x = _slices(image).to(p.dtype)
+
+
+def _grid(t: torch.Tensor, downscale: int) -> torch.Tensor:
+    """(N, ., H, W) 2D slices at the size the loss is computed at (area-averaged)."""
+    t = _slices(t)
     if downscale > 1:
-        size = (math.ceil(p.shape[2] / downscale), math.ceil(p.shape[3] / downscale))
-        p, x = F.adaptive_avg_pool2d(p, size), F.adaptive_avg_pool2d(x, size)
-    return p, x
+        size = (math.ceil(t.shape[2] / downscale), math.ceil(t.shape[3] / downscale))
+        t = F.adaptive_avg_pool2d(t, size)
+    return t
 
 
 def gated_crf_loss(
@@ -179,9 +180,9 @@ def gated_crf_loss(
     99's ``kernels.sum()``) are gated out here: a constant that moves the loss value but
     not its gradient.
     """
-    p, x = _prepare(probs, image, downscale)
-    n, _, h, w = p.shape
-    return potts_energy(p, pair_kernels(x, kernels, radius)) / (n * h * w)
+    _check_shapes(probs, image)
+    x = _grid(image.to(probs.dtype), downscale)
+    return potts_energy(_grid(probs, downscale), pair_kernels(x, kernels, radius))
 
 
 class GatedCRF(_Regularised):
@@ -198,23 +199,15 @@ class GatedCRF(_Regularised):
     radius: int = DEFAULT_RADIUS
     downscale: int = DEFAULT_DOWNSCALE
 
-    def term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        probs = torch.softmax(logits, 1)
-        return gated_crf_loss(probs, batch.image, self.kernels, self.radius, self.downscale)
-
-    def loss(self, main, aux, batch, iteration, generator=None):
-        """As the base class, but the image's pair kernels are computed once for both."""
-        sup = self.supervised(main, aux, batch.scribble)
-        energies, pairs = [], None
-        for logits in (main, aux):
-            p, x = _prepare(torch.softmax(logits, 1), batch.image, self.downscale)
-            if pairs is None:
-                pairs = pair_kernels(x, self.kernels, self.radius)
-            n, _, h, w = p.shape
-            energies.append(potts_energy(p, pairs) / (n * h * w))
-        reg = 0.5 * (energies[0] + energies[1])
-        w = self.cfg.pl_weight
-        return sup + w * reg, {"sup": sup.detach(), "pl": reg.detach(), "w": w}
+    def regulariser(self, main: torch.Tensor, aux: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Both decoders' gated CRF loss, the image's pair kernels computed once for both."""
+        _check_shapes(main, batch.image)
+        x = _grid(batch.image.to(main.dtype), self.downscale)
+        pairs = pair_kernels(x, self.kernels, self.radius)
+        energies = [
+            potts_energy(_grid(torch.softmax(z, 1), self.downscale), pairs) for z in (main, aux)
+        ]
+        return 0.5 * (energies[0] + energies[1])
 
 
 register(GatedCRF, default_weight=DEFAULT_WEIGHT)
