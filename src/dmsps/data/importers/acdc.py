@@ -23,12 +23,15 @@ from dmsps.data.importers.common import (
     assign_from_splits,
     index_by_stem,
     load_nifti_case,
+    out_options,
     prepare_output,
     random_split,
     read_splits_file,
+    scribble_options,
+    split_options,
     write_dataset,
 )
-from dmsps.data.labels import check_unannotated, parse_value_map
+from dmsps.data.labels import check_unannotated
 from dmsps.data.layout import cardiac_meta
 from dmsps.errors import DataError, DmspsError
 from dmsps.io.nifti import NIFTI_ENDINGS, strip_ending
@@ -201,17 +204,9 @@ def run(args: argparse.Namespace) -> ImportResult:
         args.out,
         scribbles=args.scribbles,
         scribble_unannotated=args.scribble_unannotated,
-        scribble_map=parse_value_map(args.scribble_map),
-        splits_file=args.splits,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        simulate_scribbles=args.simulate_scribbles,
-        scribble_density=args.scribble_density,
-        slice_step=args.slice_step,
-        background_strokes=args.background_strokes,
-        overwrite=args.overwrite,
-        name=args.name,
+        **scribble_options(args),
+        **split_options(args),
+        **out_options(args),
     )
 
 

@@ -20,6 +20,7 @@ from dmsps.data.importers.common import (
     SourceCase,
     _same_shape,
     add_out_arguments,
+    out_options,
     prepare_output,
     write_dataset,
 )
@@ -232,8 +233,7 @@ def run(args: argparse.Namespace) -> ImportResult:
         val_list=args.val_list,
         test_list=args.test_list,
         all_train=args.all_train,
-        overwrite=args.overwrite,
-        name=args.name,
+        **out_options(args),
     )
     return result
 

@@ -33,9 +33,12 @@ from dmsps.data.importers.common import (
     check_source_values,
     find_scribble_files,
     load_nifti_case,
+    out_options,
     prepare_output,
     random_split,
     read_splits_file,
+    scribble_options,
+    split_options,
     write_dataset,
 )
 from dmsps.data.layout import DatasetMeta
@@ -260,15 +263,9 @@ def run(args: argparse.Namespace) -> ImportResult:
         args.out,
         scribbles=args.scribbles,
         scribble_unannotated=args.scribble_unannotated,
-        splits_file=args.splits,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        scribble_density=args.scribble_density,
-        slice_step=args.slice_step,
-        background_strokes=args.background_strokes,
-        overwrite=args.overwrite,
-        name=args.name,
+        **scribble_options(args),
+        **split_options(args),
+        **out_options(args),
     )
 
 

@@ -24,7 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dmsps.data.labels import as_class_map, check_label, convert_scribble, remap
+from dmsps.data.labels import (
+    as_class_map,
+    check_label,
+    convert_scribble,
+    parse_value_map,
+    remap,
+)
 from dmsps.data.layout import (
     LAYOUT_ENTRIES,
     SPLITS,
@@ -420,6 +426,11 @@ def add_out_arguments(p: argparse.ArgumentParser, default_name: str | None) -> N
     )
 
 
+def out_options(args: argparse.Namespace) -> dict:
+    """What add_out_arguments parsed, as the import functions' keyword arguments."""
+    return {"overwrite": args.overwrite, "name": args.name}
+
+
 def add_scribble_arguments(
     p: argparse.ArgumentParser, value_map: bool = True, simulate_flag: bool = True
 ) -> None:
@@ -462,6 +473,21 @@ def add_scribble_arguments(
     )
 
 
+def scribble_options(args: argparse.Namespace) -> dict:
+    """What add_scribble_arguments parsed, as the import functions' keyword arguments
+    (``scribble_map`` and ``simulate_scribbles`` only where the importer offers them)."""
+    opts = {
+        "scribble_density": args.scribble_density,
+        "slice_step": args.slice_step,
+        "background_strokes": args.background_strokes,
+    }
+    if hasattr(args, "scribble_map"):
+        opts["scribble_map"] = parse_value_map(args.scribble_map)
+    if hasattr(args, "simulate_scribbles"):
+        opts["simulate_scribbles"] = args.simulate_scribbles
+    return opts
+
+
 def add_split_arguments(p: argparse.ArgumentParser, val: float, test: float) -> None:
     p.add_argument("--splits", type=Path, metavar="FILE", help="JSON file with the splits")
     p.add_argument(
@@ -481,3 +507,13 @@ def add_split_arguments(p: argparse.ArgumentParser, val: float, test: float) -> 
     p.add_argument(
         "--seed", type=int, default=0, metavar="N", help="seed of the random split (default 0)"
     )
+
+
+def split_options(args: argparse.Namespace) -> dict:
+    """What add_split_arguments parsed, as the import functions' keyword arguments."""
+    return {
+        "splits_file": args.splits,
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "seed": args.seed,
+    }

@@ -30,9 +30,12 @@ from dmsps.data.importers.common import (
     add_split_arguments,
     assign_from_splits,
     load_nifti_case,
+    out_options,
     prepare_output,
     random_split,
     read_splits_file,
+    scribble_options,
+    split_options,
     write_dataset,
 )
 from dmsps.data.labels import check_unannotated, max_label, parse_value_map
@@ -427,19 +430,11 @@ def run(args: argparse.Namespace) -> ImportResult:
         class_names=_names(args.class_names),
         channel_names=_names(args.channel_names),
         ignore_value=args.ignore_value,
-        scribble_map=parse_value_map(args.scribble_map),
-        splits_file=args.splits,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
         channel_suffix=not args.no_channel_suffix,
-        simulate_scribbles=args.simulate_scribbles,
-        scribble_density=args.scribble_density,
-        slice_step=args.slice_step,
-        background_strokes=args.background_strokes,
         label_map=label_map,
-        overwrite=args.overwrite,
-        name=args.name,
+        **scribble_options(args),
+        **split_options(args),
+        **out_options(args),
     )
 
 

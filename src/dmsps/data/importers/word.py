@@ -37,7 +37,9 @@ from dmsps.data.importers.common import (
     find_scribble_files,
     index_by_stem,
     load_nifti_case,
+    out_options,
     prepare_output,
+    scribble_options,
     write_dataset,
 )
 from dmsps.data.layout import DatasetMeta
@@ -368,12 +370,9 @@ def run(args: argparse.Namespace) -> ImportResult:
         crop=args.crop,
         scribbles=args.scribbles,
         scribble_unannotated=args.scribble_unannotated,
-        scribble_density=args.scribble_density,
-        slice_step=args.slice_step,
-        background_strokes=args.background_strokes,
         seed=args.seed,
-        overwrite=args.overwrite,
-        name=args.name,
+        **scribble_options(args),
+        **out_options(args),
     )
 
 
