@@ -85,3 +85,40 @@ def test_authors_3d_variant_options():
     assert model.main.head.kernel_size == (1, 1, 1)
     main, _ = model.eval()(torch.randn(1, 4, 16, 32, 32))
     assert main.shape == (1, 3, 16, 32, 32)
+
+
+def _weight_grad(conv, x, g, autocast: bool):
+    conv.weight.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = conv(x)
+    y.float().backward(g)
+    return y, conv.weight.grad.clone()
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_conv3d_weight_gradient_in_cpu_bf16_matches_fp32(depth):
+    # PyTorch's CPU bf16 weight gradient of a 3x3x3 convolution is garbage (1e37, NaN)
+    # for inputs two voxels deep on AVX-512-BF16 CPUs; dmsps's Conv3d computes those in
+    # fp32. Depth 3 takes the ordinary bf16 path: both must agree with fp32 to bf16
+    # rounding.
+    from dmsps.models.unet import Conv3d
+
+    torch.manual_seed(0)
+    conv = Conv3d(32, 16, 3, padding=1)
+    x = torch.randn(4, 32, depth, 6, 6)
+    g = torch.randn(4, 16, depth, 6, 6)
+    y16, w16 = _weight_grad(conv, x, g, autocast=True)
+    y32, w32 = _weight_grad(conv, x, g, autocast=False)
+    assert y16.dtype == torch.bfloat16  # the layer's output type as autocast gives it
+    assert torch.isfinite(w16).all()
+    assert (w16 - w32).abs().max() <= 0.02 * w32.abs().max()
+    assert (y16.float() - y32).abs().max() <= 0.02 * y32.abs().max()
+
+
+def test_3d_network_builds_its_3x3x3_convolutions_with_the_bf16_guard():
+    from dmsps.models.unet import Conv3d
+
+    model = DualDecoderNet(ModelConfig(spatial_dims=3, features=[4, 8, 16]))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
+    big = [m for m in convs if m.kernel_size == (3, 3, 3)]
+    assert big and all(isinstance(m, Conv3d) for m in big)
