@@ -120,7 +120,7 @@ class Conv3d(nn.Conv3d):
     PyTorch's CPU bf16 weight gradient of a 3x3x3 convolution is wrong when the input is
     two voxels deep (relative error 1 to 1e37 and NaN; every other depth from 1 to 20 is
     within bf16 rounding; torch 2.13 on an AVX-512-BF16 CPU; tests/models/test_unet.py).
-    A 3D U-Net meets that depth at its deepest levels (16 slices pooled four times), and
+    A 3D U-Net meets that depth at its deepest levels (16 slices pooled three times), and
     it turned bf16 training NaN within tens of iterations. Those levels are tiny, so fp32
     there costs nothing measurable.
     """
