@@ -23,6 +23,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from dmsps.io.atomic import atomic_path
+
 #: Per run, relative to runs/<method>-s<seed>/: what compare needs to skip and tabulate
 #: a run, plus the training logs and settings a reader wants beside the numbers.
 KEPT = ("compare.json", "config.json", "*/final.json", "*/log.csv", "*/config.json", "metrics/*/*")
@@ -43,10 +45,8 @@ def copy_tree(pairs: list[tuple[Path, Path]], overwrite: bool) -> int:
     for src, dst in pairs:
         if dst.exists() and not overwrite:
             continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copy2(src, tmp)
-        tmp.replace(dst)
+        with atomic_path(dst) as tmp:
+            shutil.copy2(src, tmp)
         n += 1
     return n
 
