@@ -403,6 +403,11 @@ def _send(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def _precision(runner) -> str:
+    amp = getattr(getattr(runner, "trainer", runner), "amp", None)
+    return "fp32" if amp is None else str(amp).removeprefix("torch.")
+
+
 def worker_main(spec_json: str) -> int:
     spec = Spec(**json.loads(spec_json))
     malloc_tuned = tune_glibc_malloc() if spec.malloc == "tuned" else False
@@ -429,6 +434,8 @@ def worker_main(spec_json: str) -> int:
             "interop": torch.get_num_interop_threads(),
             "malloc_tuned": malloc_tuned,
             "slices": getattr(runner, "slices", None),
+            # What amp=auto came to here: bf16 on CUDA and on CPUs with native bf16.
+            "precision": _precision(runner),
         }
     )
     for line in sys.stdin:
@@ -625,6 +632,7 @@ def summarise_train(
         "threads": res["threads"],
         "interop_threads": res["interop"],
         "malloc_tuned": res["malloc_tuned"],
+        "precision": res.get("precision", "fp32"),
         "peak_rss_mb": res["peak_rss_mb"],
         "cuda_peak_mb": res["cuda_peak_mb"],
         "settings": res["spec"],
@@ -889,8 +897,10 @@ def format_table(report: dict) -> str:
                 continue
             ratio = e["ratio"].get(name, 1.0)
             share = r["data_share"]
+            prec = r.get("precision", "fp32")
+            shown = name if prec == "fp32" else f"{name}({prec.replace('bfloat16', 'bf16')})"
             lines.append(
-                f"{label:<14}{name:<12}{r['images_per_s']:>8.2f}{r['images_per_s_best']:>8.2f}"
+                f"{label:<14}{shown:<12}{r['images_per_s']:>8.2f}{r['images_per_s_best']:>8.2f}"
                 f"{ratio:>6.2f}x{r.get('gflops_achieved', float('nan')):>9.1f}"
                 f"{100 * r.get('peak_fraction', float('nan')):>6.1f}%"
                 f"{'' if share is None else f'{100 * share:.1f}%':>7}"

@@ -57,6 +57,10 @@ for _stage, _iterations in (("stage1", ITERATIONS), ("stage2", 6)):
 
 
 # --- running and interrupting commands -----------------------------------------------------
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Command:
     """One ``dmsps`` process; its output goes to files (a full pipe would block it)."""
 
@@ -67,7 +71,13 @@ class Command:
         self.args = [str(a) for a in args]
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen(
-                (prefix or CLI) + self.args, stdout=out, stderr=err, env=ENV
+                (prefix or CLI) + self.args,
+                stdout=out,
+                stderr=err,
+                env=ENV,
+                # A shell starts background jobs with Ctrl-C ignored, and the child would
+                # inherit that: give it the default, as a terminal would.
+                preexec_fn=_default_sigint,
             )
 
     @property

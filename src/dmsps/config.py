@@ -67,7 +67,7 @@ class TrainConfig:
     threads: int = 0  # CPU intra-op threads; 0 = PyTorch default
     channels_last: bool = True
     compile: bool = False  # torch.compile the model (pays off on long GPU runs)
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | none | bf16 | fp16
+    amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16) | none | bf16 | fp16
     log_interval: int = 25
     tensorboard: bool = False
     stop_at: int = 0  # stop (resumably) at this iteration; 0 = run to the end
@@ -561,7 +561,8 @@ _HELP = {
     "patience": "early stop after N iterations without a better validation Dice",
     "device": "auto | cpu | cuda | cuda:N",
     "threads": "CPU threads (0 = PyTorch default)",
-    "amp": "auto | none | bf16 | fp16 mixed precision",
+    "amp": "mixed precision: auto (bf16 on CUDA and on CPUs with native bf16, else fp32) | "
+    "none (fp32) | bf16 | fp16",
     "compile": "use torch.compile",
     "stop_at": "stop at this iteration (resume later with --resume)",
     "init_from": "checkpoint to initialise the weights from",

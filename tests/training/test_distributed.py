@@ -72,6 +72,7 @@ CFG = dict(
     val_interval=10,
     features=[4, 8, 16, 32, 64],
     norm="instance",  # per-sample: the shares do not change it (BatchNorm would)
+    amp="none",  # exact sums: under bf16 (auto on CPUs with native bf16) the shares round apart
     augment=False,
     device="cpu",
     threads=1,

@@ -120,7 +120,12 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_optimised_step_matches_reference(tiny_dataset, tmp_path, features, batch, size, tol):
     ds = Dataset(tiny_dataset)
     cfg = TrainConfig(
-        batch_size=batch, patch_size=size, features=features, device="cpu", channels_last=True
+        batch_size=batch,
+        patch_size=size,
+        features=features,
+        device="cpu",
+        channels_last=True,
+        amp="none",  # the reference is fp32; auto would mean bf16 on CPUs with native bf16
     )
     trainer = Trainer(ds, cfg, tmp_path / "run", progress=False)
     store = load_slices(ds, ds.split("train"), cfg.patch_size, progress=False)

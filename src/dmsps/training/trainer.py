@@ -148,7 +148,7 @@ class Trainer:
         self.device = distributed.device_for(self.device, self.dist)
         self.local_batch = distributed.share(cfg.batch_size, self.dist)
         self.progress = progress and self.dist.is_main
-        self.amp = resolve_amp(cfg.amp, self.device)
+        self.amp = resolve_amp(cfg.amp, self.device, training=True)
         # fp16 needs loss scaling against underflow; bf16 and fp32 do not.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         if cfg.threads > 0:
