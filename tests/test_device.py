@@ -47,6 +47,10 @@ def test_the_trainer_resolves_auto_as_training(monkeypatch, tmp_path, tiny_datas
     from dmsps.training.trainer import Trainer
 
     monkeypatch.setattr(device, "native_cpu_bf16", lambda: native)
-    cfg = TrainConfig(device="cpu", features=[4, 8, 16, 32, 64])
+    cfg = TrainConfig(
+        device="cpu", features=[4, 8, 16, 32, 64], iterations=2, batch_size=2, patch_size=32
+    )
     trainer = Trainer(Dataset(tiny_dataset), cfg, tmp_path / "run", progress=False)
     assert trainer.amp is (torch.bfloat16 if native else None)
+    # final.json says what `auto` came to, since config.json only says "auto".
+    assert trainer.fit()["precision"] == ("bf16" if native else "fp32")

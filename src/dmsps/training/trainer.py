@@ -577,6 +577,8 @@ class Trainer:
             "train_seconds": elapsed0 + time.perf_counter() - t0,
             "parameters": count_parameters(model),
             "train_samples": len(sampler),
+            # What amp=auto came to on this machine (it depends on the device and CPU).
+            "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp],
         }
         if status != "stopped" and main_rank:
             write_json(self.final_path, summary)
