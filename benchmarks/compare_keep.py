@@ -14,12 +14,15 @@ rerunning the same compare command then trains only the runs still missing.
 its own checkpoints or starts again). `restore` never overwrites a file that exists.
 Checkpoints, predictions and the case cache are not kept: a restored run can be
 tabulated, not predicted with again.
+`save` exits 1 when git would ignore the kept files (this repository ignores every
+`runs/` folder as scratch, and once kept a whole comparison out of its commits that way).
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,6 +54,27 @@ def copy_tree(pairs: list[tuple[Path, Path]], overwrite: bool) -> int:
     return n
 
 
+def git_ignored(paths: list[Path]) -> list[Path]:
+    """Those of ``paths`` that git would leave out of a commit (none outside a work tree).
+
+    The repository ignores every ``runs/`` folder as scratch; kept records must not be.
+    """
+    if not paths:
+        return []
+    try:
+        out = subprocess.run(
+            ["git", "check-ignore", "--stdin"],
+            input="\n".join(str(p.resolve()) for p in paths),
+            capture_output=True,
+            text=True,
+            cwd=next(p for p in paths[0].resolve().parents if p.is_dir()),
+            check=False,
+        )
+    except OSError:  # no git here
+        return []
+    return [Path(line) for line in out.stdout.splitlines() if line]
+
+
 def save(compare_dir: Path, keep_dir: Path) -> int:
     runs = sorted(p for p in (compare_dir / "runs").glob("*") if p.is_dir())
     if not runs:
@@ -68,6 +92,14 @@ def save(compare_dir: Path, keep_dir: Path) -> int:
     print(f"kept {len(done)} finished run(s) ({n} files) in {keep_dir}")
     if skipped:
         print(f"not finished, not kept: {', '.join(skipped)}")
+    ignored = git_ignored([dst for _, dst in pairs])
+    if ignored:
+        print(
+            f"warning: git ignores {len(ignored)} of the kept files (e.g. {ignored[0]}): "
+            "a commit would leave them out; un-ignore the folder in .gitignore",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
