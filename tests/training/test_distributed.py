@@ -40,17 +40,24 @@ def _torchrun(dataset, out, *extra) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
+def _why(run: subprocess.CompletedProcess) -> str:
+    """A failed run's stderr, both ends: the ranks' own messages come first and torchrun's
+    long summary last (once, only the summary was shown, and a rank's abort went unread)."""
+    err = run.stderr
+    return err if len(err) <= 6000 else f"{err[:4000]}\n[...]\n{err[-2000:]}"
+
+
 def test_torchrun_trains_writes_once_and_resumes_to_the_same_weights(tiny_dataset, tmp_path):
     whole = _torchrun(tiny_dataset, tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert whole.returncode == 0, _why(whole)
     rows = (tmp_path / "whole/log.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 6  # one header, one row per iteration: rank 0 alone writes
     assert (tmp_path / "whole/final.json").is_file()
     first = _torchrun(tiny_dataset, tmp_path / "split", "--stop-at", "3")
-    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.returncode == 0, _why(first)
     assert not (tmp_path / "split/final.json").exists()
     second = _torchrun(tiny_dataset, tmp_path / "split", "--resume")
-    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.returncode == 0, _why(second)
     a = load_checkpoint(tmp_path / "whole/checkpoints/last.pt")["model"]
     b = load_checkpoint(tmp_path / "split/checkpoints/last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
