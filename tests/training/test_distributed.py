@@ -163,7 +163,7 @@ def test_torchrun_runs_the_whole_pipeline_with_rank_0_writing(tiny_dataset, tmp_
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, _why(done)
     assert done.stdout.count("stage2 on the test split") == 1  # printed by rank 0 only
     for name in ("results.json", "report/index.html", "metrics/stage2/summary.json"):
         assert (tmp_path / "run" / name).is_file(), name
