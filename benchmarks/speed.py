@@ -404,8 +404,9 @@ def _send(obj: dict) -> None:
 
 
 def _precision(runner) -> str:
-    amp = getattr(getattr(runner, "trainer", runner), "amp", None)
-    return "fp32" if amp is None else str(amp).removeprefix("torch.")
+    from dmsps.device import precision_name
+
+    return precision_name(getattr(getattr(runner, "trainer", runner), "amp", None))
 
 
 def worker_main(spec_json: str) -> int:
@@ -898,7 +899,7 @@ def format_table(report: dict) -> str:
             ratio = e["ratio"].get(name, 1.0)
             share = r["data_share"]
             prec = r.get("precision", "fp32")
-            shown = name if prec == "fp32" else f"{name}({prec.replace('bfloat16', 'bf16')})"
+            shown = name if prec == "fp32" else f"{name}({prec})"
             lines.append(
                 f"{label:<14}{shown:<12}{r['images_per_s']:>8.2f}{r['images_per_s_best']:>8.2f}"
                 f"{ratio:>6.2f}x{r.get('gflops_achieved', float('nan')):>9.1f}"

@@ -33,6 +33,11 @@ def resolve_device(name: str) -> torch.device:
 AMP_CHOICES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def precision_name(amp: torch.dtype | None) -> str:
+    """``resolve_amp``'s answer as a name for logs and reports: fp32, bf16 or fp16."""
+    return next((k for k, v in AMP_CHOICES.items() if v == amp and v is not None), "fp32")
+
+
 def native_cpu_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX, x86 only).
 

@@ -32,7 +32,7 @@ from dmsps.config import TrainConfig, from_dict, refuse_other_settings
 from dmsps.data import normalization
 from dmsps.data.cache import CaseCache
 from dmsps.data.layout import Dataset
-from dmsps.device import resolve_amp, resolve_device, tune_glibc_malloc
+from dmsps.device import precision_name, resolve_amp, resolve_device, tune_glibc_malloc
 from dmsps.errors import DmspsError
 from dmsps.eval.metrics import dice_per_class
 from dmsps.inference.inferers import Inferer, make_inferer
@@ -578,7 +578,7 @@ class Trainer:
             "parameters": count_parameters(model),
             "train_samples": len(sampler),
             # What amp=auto came to on this machine (it depends on the device and CPU).
-            "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp],
+            "precision": precision_name(self.amp),
         }
         if status != "stopped" and main_rank:
             write_json(self.final_path, summary)
