@@ -32,6 +32,7 @@ class TrainConfig:
     patch_size: list[int] = field(default_factory=lambda: [256, 256])
     sampler: str = "auto"  # auto (slices in 2D, patches in 3D) | slices | patches
     annotated_fraction: float = 0.5  # patches: share centred on an annotated voxel
+    centring: str = "voxel"  # patches: centre on any annotated voxel | a class first
     normalization: list[str] = field(default_factory=list)  # [] = from dataset.json
     crop_nonzero: bool = False  # patches: crop cases to their non-zero box first
     target_spacing: list[float] = field(default_factory=list)  # patches: resample, mm
@@ -530,6 +531,8 @@ _HELP = {
     "sampler": "auto | slices (resized 2D slices in memory) | patches (crops from the "
     "memory-mapped case cache)",
     "annotated_fraction": "share of patches centred on an annotated voxel",
+    "centring": "how those patches pick their centre: voxel (any annotated voxel alike) | "
+    "class (a scribbled class first, then one of its voxels; helps small structures)",
     "normalization": "per-channel schemes, e.g. zscore or ct-window:-150:250 "
     "(default: from dataset.json's channel names)",
     "crop_nonzero": "crop each case to its non-zero box before training (patches)",

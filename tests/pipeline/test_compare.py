@@ -33,6 +33,11 @@ def test_a_setting_added_since_a_run_was_made_takes_its_default(tiny_dataset, tm
     runs[0].folder.mkdir(parents=True)
     (runs[0].folder / "compare.json").write_text(json.dumps(record))
     check_before_training(Dataset(tiny_dataset), runs, "val")
+    # ... and a finished run of that release is skipped, not trained again over its files
+    summary = runs[0].summary_path("stage1")
+    summary.parent.mkdir(parents=True)
+    summary.write_text("{}")
+    assert runs[0].is_finished(stage1_record(runs[0], "val"))
 
     # A real difference, here a setting that is not at its default, is still refused.
     changed = _one_run(tmp_path / "cmp", "stage1.encoder_dropout=0,0,0,0,0")

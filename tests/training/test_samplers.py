@@ -69,3 +69,28 @@ def test_bad_sampler_settings(cache):
     with pytest.raises(DmspsError, match="empty"):
         PatchSampler(cache, [], (8, 8), ignore=4)
     assert np.isfinite(_sampler(cache, (8, 8)).sample(1, torch.Generator())[0].numpy()).all()
+
+
+def _centre_classes(sampler, n=600, seed=4):
+    _, scrib, _ = sampler.sample(n, torch.Generator().manual_seed(seed))
+    return np.bincount(scrib[:, 0, 0, 0].numpy(), minlength=5)
+
+
+def test_class_centring_draws_each_scribbled_class_alike(cache):
+    anchors = np.concatenate(
+        [cache.scribble(c)[tuple(cache.annotated(c).T)] for c in cache.ds.split("train")]
+    )
+    share = np.bincount(anchors, minlength=4)[:4] / len(anchors)
+    assert share.max() - share.min() > 0.2  # unbalanced scribbles, or this proves nothing
+    voxel = _centre_classes(_sampler(cache, (1, 1, 1), annotated_fraction=1.0))
+    balanced = _centre_classes(_sampler(cache, (1, 1, 1), annotated_fraction=1.0, centring="class"))
+    assert voxel[4] == balanced[4] == 0  # every centre is annotated
+    # any voxel alike: classes come up as often as they are scribbled
+    np.testing.assert_allclose(voxel[:4] / 600, share, atol=0.06)
+    # class first: every class about a quarter of the time, the rarest included
+    np.testing.assert_allclose(balanced[:4] / 600, 0.25, atol=0.06)
+
+
+def test_unknown_centring_is_refused(cache):
+    with pytest.raises(DmspsError, match=r"centring 'rare'.*voxel, class"):
+        _sampler(cache, (8, 8), centring="rare")

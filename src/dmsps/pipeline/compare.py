@@ -69,7 +69,7 @@ class Run:
         path = self.folder / "compare.json"
         return (
             path.is_file()
-            and comparable(json.loads(path.read_text())) == comparable(record)
+            and comparable(_read_record(path)) == comparable(record)
             and all(self.summary_path(s).is_file() for s in self.stages)
         )
 

@@ -46,6 +46,7 @@ from dmsps.training.losses import PL_LOSSES
 from dmsps.training.methods import METHODS, Batch, build_method
 from dmsps.training.random_walker import write_pseudo_labels
 from dmsps.training.samplers import (
+    CENTRING,
     CachedVolumes,
     PatchSampler,
     Sampler,
@@ -80,6 +81,8 @@ def validate_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None) -> N
         raise DmspsError(f"sampler must be auto, slices or patches, not '{cfg.sampler}'")
     if cfg.resolved_sampler == "slices" and cfg.spatial_dims != 2:
         raise DmspsError("sampler 'slices' is 2D only; 3D training uses patches")
+    if cfg.centring not in CENTRING:
+        raise DmspsError(f"centring must be one of {', '.join(CENTRING)}, not '{cfg.centring}'")
     ps = cfg.patch_size
     if len(ps) != cfg.spatial_dims or any(p <= 0 for p in ps):
         raise DmspsError(
@@ -283,6 +286,7 @@ class Trainer:
             need_labels=need,
             annotated_fraction=cfg.annotated_fraction,
             device=self.device,
+            centring=cfg.centring,
         )
         return sampler, CachedVolumes(cache, val)
 
