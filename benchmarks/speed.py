@@ -246,6 +246,7 @@ class OursTrain:
             compile=spec.compile,
             amp=spec.amp,
             seed=spec.seed,
+            pl_loss="soft-ce",  # the loss baseline.py computes: same work on both paths
         )
         self.cfg = cfg
         self._tmp = tempfile.TemporaryDirectory(prefix="dmsps-speed-")

@@ -26,13 +26,17 @@ def test_acdc_authors_follows_the_original_scripts():
         assert (stage.optimizer, stage.lr, stage.schedule) == ("sgd", 0.01, "auto")  # auto: poly
     assert cfg.stage2.iterations == 30000
     assert (cfg.expand.threshold, cfg.expand.target) == (0.1, "dense")
-    # Our own presets keep the intended loss.
-    assert preset("acdc").stage1.pl_loss == "soft-ce"
+    # The default form is the authors' too (it measured better), in every preset.
+    for name in ("acdc", "demo", "demo-abdomen"):
+        assert preset(name).stage1.pl_loss == preset(name).stage2.pl_loss == "authors"
+    # ... except on brain MRI, where it over-grew the edema on the demo (docs/3d.md).
+    for name in ("demo-brain", "brats-cpu"):
+        assert preset(name).stage1.pl_loss == preset(name).stage2.pl_loss == "soft-ce"
 
 
 def test_loss_form_is_a_setting_and_bad_values_name_the_choices():
-    cfg = apply_overrides(preset("acdc"), ["stage1.pl_loss=authors", "stage1.rampup=0"])
-    assert (cfg.stage1.pl_loss, cfg.stage1.rampup) == ("authors", 0)
+    cfg = apply_overrides(preset("acdc"), ["stage1.pl_loss=soft-ce", "stage1.rampup=0"])
+    assert (cfg.stage1.pl_loss, cfg.stage1.rampup) == ("soft-ce", 0)
     cfg = apply_overrides(preset("acdc"), ["stage1.pl_loss=softmax2"])
     with pytest.raises(DmspsError, match="soft-ce, authors"):
         validate_config(cfg.stage1)

@@ -45,6 +45,23 @@ def test_a_setting_added_since_a_run_was_made_takes_its_default(tiny_dataset, tm
         check_before_training(Dataset(tiny_dataset), changed, "val")
 
 
+def test_the_loss_form_matters_only_to_dmsps_runs(tiny_dataset, tmp_path):
+    """Runs made before the default loss form changed: a pce run is still the same run,
+    a dmsps run is not."""
+    for method, reused in (("pce", True), ("dmsps", False)):
+        base = apply_overrides(PRESETS["demo"](), ["stage1.pl_loss=soft-ce"])
+        old = plan_runs(base, [method], 1, tmp_path / method, stage2=False)[0]
+        old.folder.mkdir(parents=True)
+        (old.folder / "compare.json").write_text(json.dumps(stage1_record(old, "val")))
+        new = plan_runs(PRESETS["demo"](), [method], 1, tmp_path / method, stage2=False)
+        assert new[0].cfg.stage1.pl_loss == "authors"
+        if reused:
+            check_before_training(Dataset(tiny_dataset), new, "val")
+        else:
+            with pytest.raises(DmspsError, match="pl_loss: soft-ce -> authors"):
+                check_before_training(Dataset(tiny_dataset), new, "val")
+
+
 def test_markdown_table_bolds_only_the_best_mean_dice():
     def row(method, dice):
         return {

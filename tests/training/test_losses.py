@@ -135,7 +135,7 @@ def test_dmsps_loss_equals_closed_form_and_pseudo_label_has_no_gradient():
     y = torch.randint(0, 5, (2, 5, 5))
     gen = torch.Generator().manual_seed(3)
     alpha = torch.rand((), generator=torch.Generator().manual_seed(3)).item()
-    method = build_method("dmsps", IGN)
+    method = build_method("dmsps", IGN, pl_loss="soft-ce")
     loss, terms = method.loss(main, aux, Batch(torch.zeros(2, 1, 5, 5), y), 100, gen)
     assert terms["alpha"] == pytest.approx(alpha)
     ref = _dmsps_reference(main, aux, y, alpha, 8.0)

@@ -3,9 +3,10 @@
 The optimised training step (channels-last model, batched tensor augmentation, the
 Trainer's own ``train_step``) is compared with a plain reference written out here from the
 docs/method.md formulas: an NCHW functional U-Net built from the same state dict and the
-DMSPS loss (pCE on both decoders, soft cross-entropy to q = alpha p1 + (1 - alpha) p2,
-sigmoid ramp-up). Same batch, same weights, same alpha; dropout p set to 0 in the
-optimised model (the reference has none), so the comparison is deterministic.
+DMSPS loss (pCE on both decoders, soft cross-entropy to q = alpha p1 + (1 - alpha) p2 in
+either pseudo-label form, sigmoid ramp-up). Same batch, same weights, same alpha; dropout
+p set to 0 in the optimised model (the reference has none), so the comparison is
+deterministic.
 
 Tolerance (fp32, CPU), against the reference evaluated in fp64 ("truth"):
 - loss: relative 1e-5 (against the fp64 and the fp32 reference; observed ~1e-6);
@@ -81,7 +82,9 @@ def reference_forward(p: dict, x: torch.Tensor, levels: int):
     return decoder("main"), decoder("aux")
 
 
-def reference_loss(main, aux, scribble, alpha: float, iteration: int, classes: int = 4):
+def reference_loss(
+    main, aux, scribble, alpha: float, iteration: int, form: str = "soft-ce", classes: int = 4
+):
     valid = scribble != classes
     target = scribble.clamp(max=classes - 1)
 
@@ -93,6 +96,8 @@ def reference_loss(main, aux, scribble, alpha: float, iteration: int, classes: i
     q = alpha * torch.softmax(main, 1).detach() + (1 - alpha) * torch.softmax(aux, 1).detach()
 
     def soft_ce(logits):  # mean over pixels of -sum_c q_c log p_c
+        if form == "authors":  # their code feeds probabilities to a softmax cross-entropy
+            logits = torch.softmax(logits, dim=1)
         return -(q * F.log_softmax(logits, dim=1)).sum(1).mean()
 
     pl = 0.5 * (soft_ce(main) + soft_ce(aux))
@@ -114,10 +119,14 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize(
-    "features,batch,size,tol",
-    [([4, 8, 16, 32, 64], 4, 32, 1e-4), ([16, 32, 64, 128, 256], 4, 32, 1e-4)],
+    "features,batch,size,tol,form",
+    [
+        ([4, 8, 16, 32, 64], 4, 32, 1e-4, "soft-ce"),
+        ([16, 32, 64, 128, 256], 4, 32, 1e-4, "soft-ce"),
+        ([16, 32, 64, 128, 256], 4, 32, 1e-4, "authors"),
+    ],
 )
-def test_optimised_step_matches_reference(tiny_dataset, tmp_path, features, batch, size, tol):
+def test_optimised_step_matches_reference(tiny_dataset, tmp_path, features, batch, size, tol, form):
     ds = Dataset(tiny_dataset)
     cfg = TrainConfig(
         batch_size=batch,
@@ -126,6 +135,7 @@ def test_optimised_step_matches_reference(tiny_dataset, tmp_path, features, batc
         device="cpu",
         channels_last=True,
         amp="none",  # the reference is fp32; auto would mean bf16 on CPUs with native bf16
+        pl_loss=form,
     )
     trainer = Trainer(ds, cfg, tmp_path / "run", progress=False)
     store = load_slices(ds, ds.split("train"), cfg.patch_size, progress=False)
@@ -157,7 +167,7 @@ def test_optimised_step_matches_reference(tiny_dataset, tmp_path, features, batc
     losses = {}
     for key, params, x in (("32", ref32, image), ("64", ref64, image.double())):
         main, aux = reference_forward(params, x, len(features))
-        losses[key] = reference_loss(main, aux, scrib, alpha, iteration)
+        losses[key] = reference_loss(main, aux, scrib, alpha, iteration, form)
         losses[key].backward()
 
     assert float(terms["loss"]) == pytest.approx(losses["64"].item(), rel=1e-5)

@@ -15,7 +15,7 @@ Each step is skipped when its artefacts are complete; rerun the same command aft
 interruption to continue. The preset gives every setting (2D or 3D, network, budget; see
 --preset); override any of them with --set, e.g.
   --set stage1.iterations=5000 --set expand.threshold=0.05 --set expand.target=dense
-  --set stage1.pl_loss=authors --set scribbles.length=0.25
+  --set stage1.pl_loss=soft-ce --set scribbles.length=0.25
 
 Several GPUs (or CPU processes): torchrun --nproc_per_node N -m dmsps.cli run ... splits
 each batch over the processes; rank 0 writes every file (README, "GPU and several GPUs").
