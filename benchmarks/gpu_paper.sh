@@ -5,9 +5,10 @@
 #   STATE=.gpu-paper OUT=$OUT bash benchmarks/gpu_paper.sh  # every later piece
 #
 # Two `dmsps run --preset acdc-paper` (256 x 256, batch 24, 30 000 + 20 000 iterations),
-# one with our pseudo-label loss (soft-ce) and one with the authors' published form
-# (authors: H(q, softmax(softmax(z)))), everything else equal, train at once on the one
-# GPU (each is launch-bound, so two share it well). After PIECE_S seconds each gets
+# one with the paper's pseudo-label loss formula (soft-ce) and one with the authors'
+# published form (authors: H(q, softmax(softmax(z))), the default since 2026-12-03),
+# everything else equal, train at once on the one GPU (each is launch-bound, so two
+# share it well). After PIECE_S seconds each gets
 # SIGINT: the trainer finishes its iteration, saves last.pt and exits; a rerun resumes.
 #
 # The device machine is fresh at every start, so each run folder travels back: packed
