@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("venous", "unenhanced"),
         default="unenhanced",
         help="abdomen only: contrast phase of the synthetic CT (unenhanced: organs differ "
-        "by a few HU; venous: portal-venous contrast; measured lower, see docs/3d.md)",
+        "by a few HU; venous: portal-venous contrast, which has not trained more reliably; "
+        "see docs/3d.md)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_set_argument(parser, "override a demo setting, e.g. --set stage1.iterations=200")
