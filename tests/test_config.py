@@ -29,8 +29,9 @@ def test_acdc_authors_follows_the_original_scripts():
     # The default form is the authors' too (it measured better), in every preset.
     for name in ("acdc", "demo", "demo-abdomen"):
         assert preset(name).stage1.pl_loss == preset(name).stage2.pl_loss == "authors"
-    # ... except on brain MRI, where it over-grew the edema on the demo (docs/3d.md).
-    for name in ("demo-brain", "brats-cpu"):
+    # ... except on brain MRI and ACDC in 3D, where it over-grew a class (the edema on the
+    # brain demo, the myocardium in acdc-3d; docs/3d.md, docs/results.md).
+    for name in ("demo-brain", "brats-cpu", "acdc-3d"):
         assert preset(name).stage1.pl_loss == preset(name).stage2.pl_loss == "soft-ce"
 
 
