@@ -38,10 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--phase",
         choices=("venous", "unenhanced"),
-        default="unenhanced",
-        help="abdomen only: contrast phase of the synthetic CT (unenhanced: organs differ "
-        "by a few HU; venous: portal-venous contrast, which has not trained more reliably; "
-        "see docs/3d.md)",
+        default="venous",
+        help="abdomen only: contrast phase of the synthetic CT (venous, the default: "
+        "portal-venous contrast, as most abdominal CT; unenhanced: organs differ by a few "
+        "HU; see docs/3d.md)",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_set_argument(parser, "override a demo setting, e.g. --set stage1.iterations=200")
@@ -85,7 +85,7 @@ def comparison_table(metrics: dict) -> str:
 
 
 def _prepare(
-    task: str, out: Path, cases: int | None, seed: int, quiet: bool, phase: str = "unenhanced"
+    task: str, out: Path, cases: int | None, seed: int, quiet: bool, phase: str = "venous"
 ) -> Path:
     """Make the task's synthetic data (and import it, for the 3D sources); returns the
     dataset folder. Steps already done are skipped."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dmsps.cli import main
 from dmsps.data.check import check_dataset
 from dmsps.data.layout import Dataset
 from tests.data.importers.sources import (
@@ -168,6 +169,11 @@ def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
     code, text = run_cli(capsys, "import", "word", word_src, out, "--organs", "liver,lung")
     line = _error_line(text)
     assert code == 2 and "unknown WORD organ 'lung'" in line and "head_of_femur_right" in line
+    with pytest.raises(SystemExit) as bad:  # an argparse usage error
+        main(["import", "word", str(word_src), str(out), "--air-band", "-1"])
+    text = capsys.readouterr().err
+    assert bad.value.code == 2 and "--air-band" in text and "'all'" in text
+    assert "Traceback" not in text and not out.exists()
     scribbles = tmp_path / "scribbles"
     bad = scribbles / "word_0002.nii.gz"
     nib_save(bad, np.full(WORD_SHAPE, 17, np.uint8))  # 17: no WORD label, nor unannotated
@@ -193,9 +199,17 @@ def test_air_around_the_body_is_background():
     image[:, 5:15, 5:15] = 40.0  # the body
     scribble = np.full((3, 20, 20), 8, np.uint8)
     scribble[1, 10, 10] = 1  # only slice 1 is annotated
-    out = air_loop(image, scribble, ignore=8)
+    out = air_loop(image, scribble, ignore=8, band=None)  # all of the air
     assert out[1, 10, 10] == 1  # existing strokes stay
     air = out[1] == 0
     assert air.any() and (image[1][air] < -500).all()  # in the air only
     assert air[2, 10] and air[0, 10] and not air[3, 10] and not air[4, 10]  # 2+ voxels out
     assert (out[[0, 2]] == 8).all()  # unannotated slices stay unannotated
+    # The default: one stroke of one voxel along the outline, 2 voxels out.
+    band = air_loop(image, scribble, ignore=8)[1] == 0
+    assert band[2, 10] and band[17, 10] and band[10, 2] and band[10, 17]
+    assert not band[1, 10] and not band[0, 10] and not band[3, 10]
+    assert band.sum() < air.sum() / 3
+    wide = air_loop(image, scribble, ignore=8, band=2)[1] == 0
+    assert wide[1, 10] and wide[2, 10] and not wide[0, 10]
+    assert (air_loop(image, scribble, ignore=8, band=0) == scribble).all()

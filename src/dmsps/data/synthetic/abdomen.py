@@ -76,7 +76,8 @@ AIR = -1000.0
 #: water as oral contrast, as most abdominal CT is acquired: liver ~110 HU, spleen a little
 #: brighter, kidneys nephrographic (~160-190), pancreas ~90, vessels ~170, enhancing
 #: bowel and stomach walls, a water-filled stomach (no gas). Organs differ more than
-#: unenhanced; on the 3D demo that did not make training more reliable (docs/3d.md).
+#: unenhanced; the 3D demo uses it (``dmsps demo --phase``), ``dmsps synth`` defaults to
+#: the harder unenhanced CT (docs/3d.md).
 PHASES: dict[str, dict[str, float]] = {
     "unenhanced": dict.fromkeys(
         ("liver", "spleen", "muscle", "blood", "kidney", "pancreas", "wall"), 0.0
