@@ -27,6 +27,9 @@ resumes. Open OUT/run/report/index.html afterwards.
 
 TASKS = ("cardiac", "abdomen", "brain")
 
+#: Contrast phase of the abdominal demo's synthetic CT (docs/3d.md: what it reaches).
+DEMO_PHASE = "venous"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASKS, default="cardiac", help="which demo to run")
@@ -38,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--phase",
         choices=("venous", "unenhanced"),
-        default="venous",
+        default=DEMO_PHASE,
         help="abdomen only: contrast phase of the synthetic CT (venous, the default: "
         "portal-venous contrast, as most abdominal CT; unenhanced: organs differ by a few "
         "HU; see docs/3d.md)",
@@ -85,7 +88,7 @@ def comparison_table(metrics: dict) -> str:
 
 
 def _prepare(
-    task: str, out: Path, cases: int | None, seed: int, quiet: bool, phase: str = "venous"
+    task: str, out: Path, cases: int | None, seed: int, quiet: bool, phase: str = DEMO_PHASE
 ) -> Path:
     """Make the task's synthetic data (and import it, for the 3D sources); returns the
     dataset folder. Steps already done are skipped."""

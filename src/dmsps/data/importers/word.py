@@ -88,6 +88,7 @@ CROPS = ("body", "labels", "none")
 #: partial cross-entropy's mean so much that an organ can lose out at little cost
 #: (docs/3d.md: the spleen called left kidney throughout a run).
 AIR_BAND = 1
+
 #: Body mask: voxels above this (HU) are tissue; air lies near -1000 HU, fat near -100.
 BODY_HU = -500.0
 
@@ -248,14 +249,13 @@ def air_loop(
     body is never annotated, and a network readily calls it stomach, the one labelled
     organ that holds gas. A band of ``band`` voxels starting 2 voxels outside the body
     (the largest component above ``BODY_HU``) becomes background on every slice that has
-    an annotation; ``band=None`` marks all of the air there, ``band=0`` none.
+    an annotation; ``band=None`` marks all of the air there, ``band=0`` none (``import_word``
+    refuses a negative band before anything is written).
     """
     from scipy import ndimage as ndi
 
     if band == 0:
         return scribble
-    if band is not None and band < 0:
-        raise DmspsError(f"the air band must be 0 or more voxels, got {band}")
     components, n = ndi.label(image > BODY_HU)
     if n == 0:
         return scribble
