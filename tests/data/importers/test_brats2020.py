@@ -134,7 +134,9 @@ def test_brats_errors(brats_src: Path, tmp_path: Path, capsys) -> None:
     nib_save(seg_path, np.where(seg == 1, 3, seg).astype(np.uint8))
     code, text = run_cli(capsys, *args)
     assert code == 2
-    assert _error_line(text).endswith(f"{seg_path}: seg values 3 are not BraTS labels (0, 1, 2, 4)")
+    assert _error_line(text).endswith(
+        f"{seg_path}: label values 3 are not BraTS labels (0, 1, 2, 4)"
+    )
     assert not out.exists()  # the partial output is removed
     nib_save(seg_path, seg)
     # modalities on different grids

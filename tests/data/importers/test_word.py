@@ -185,6 +185,17 @@ def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
         "--scribble-unannotated", "8",
     )  # fmt: skip
     assert code == 2 and "8 is a WORD label value" in text
+    # a label value WORD does not define is refused, not mapped to background
+    label_path = word_src / "labelsTr" / "word_0001.nii.gz"
+    _, label = word_case(0)
+    stray = label.copy()
+    stray[0, 0, 0] = 77
+    nib_save(label_path, stray)
+    code, text = run_cli(capsys, "import", "word", word_src, out)
+    assert code == 2
+    assert _error_line(text).endswith(f"{label_path}: label values 77 are not WORD labels (0..16)")
+    assert "Traceback" not in text and not out.exists()
+    nib_save(label_path, label)
     gone = word_src / "labelsVal" / "word_0003.nii.gz"
     gone.unlink()
     code, text = run_cli(capsys, "import", "word", word_src, out)

@@ -26,11 +26,11 @@ from dmsps.data.importers.common import (
     ImportResult,
     ScribbleOptions,
     SourceCase,
+    SourceValues,
     add_out_arguments,
     add_scribble_arguments,
     add_split_arguments,
     assign_from_splits,
-    check_source_values,
     find_scribble_files,
     load_nifti_case,
     out_options,
@@ -137,16 +137,7 @@ def import_brats2020(
 
     def load(case: str) -> CaseData:
         images, seg = files[case]
-        check_source_values(seg, set(BRATS_VALUES), "seg", "BraTS labels (0, 1, 2, 4)")
         scribble_path = scribble_files.get(case)
-        if scribble_path is not None:
-            check_source_values(
-                scribble_path,
-                {*BRATS_VALUES, scribble_unannotated},
-                "scribble",
-                "BraTS labels (0, 1, 2, 4)",
-                scribble_unannotated,
-            )
         return load_nifti_case(
             case,
             images,
@@ -157,6 +148,7 @@ def import_brats2020(
             simulate=roles[case] != "test",
             label_map=BRATS_LABEL_MAP,
             crop=_brain_box,
+            known=SourceValues(frozenset(BRATS_VALUES), "BraTS labels (0, 1, 2, 4)"),
         )
 
     cases = [SourceCase(c, roles[c], lambda c=c: load(c)) for c in sorted(files)]

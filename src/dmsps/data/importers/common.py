@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from dmsps.data.labels import (
-    as_class_map,
     check_label,
     convert_scribble,
     parse_value_map,
@@ -316,11 +315,14 @@ def load_nifti_case(
     simulate: bool,
     label_map: Mapping[int, int] | None = None,
     crop: Callable[[np.ndarray, np.ndarray | None], tuple[slice, ...]] | None = None,
+    known: SourceValues | None = None,
 ) -> CaseData:
     """Load channels, label and scribble of one case on the first channel's grid.
 
     ``label_map`` maps source label values to ours (unlisted values become background),
-    in labels and in scribbles alike; ``crop(image, label)`` returns a (Z, Y, X) box to
+    in labels and in scribbles alike; ``known`` lists the values the source format
+    defines, so that a stray value (a corrupt or foreign file) is refused before the
+    mapping would hide it as background. ``crop(image, label)`` returns a (Z, Y, X) box to
     keep, and the geometry moves with it. A scribble is simulated from the (mapped) label
     when ``simulate`` and the case has no scribble file.
     """
@@ -331,7 +333,10 @@ def load_nifti_case(
         if problem := g.mismatch(geom, "label", "the image's"):
             raise DataError(label_path, problem)
         if label_map is not None:
-            arr = remap(check_label(arr, 1 << 30, label_path), label_map)
+            raw = check_label(arr, 1 << 30, label_path)
+            if known is not None:
+                known.check(raw, label_path, "label")
+            arr = remap(raw, label_map)
         label = check_label(arr, meta.num_classes, label_path)
     scribble = None
     source = scribble_path
@@ -341,6 +346,8 @@ def load_nifti_case(
             raise DataError(scribble_path, problem)
         if label_map is not None:  # source classes -> ours; unannotated stays as it is
             raw = check_label(arr, 1 << 30, scribble_path, kind="scribble")
+            if known is not None:
+                known.check(raw, scribble_path, "scribble", scribbles.unannotated)
             keep = {scribbles.unannotated: scribbles.unannotated}
             arr = remap(raw, {**label_map, **keep}, default=0)
         scribble = convert_scribble(
@@ -386,20 +393,26 @@ def find_scribble_files(folder: Path, cases: set[str], warnings: list[str]) -> d
     return found
 
 
-def check_source_values(
-    path: Path, allowed: set[int], kind: str, what: str, unannotated: int | None = None
-) -> None:
-    """Refuse source values outside ``allowed``: a label mapping would otherwise turn them
-    silently into background. ``what`` names the allowed labels in the message."""
-    arr, _ = load_volume(path, np.float32)
-    values = np.unique(as_class_map(arr, path, kind))
-    bad = [int(v) for v in values if int(v) not in allowed]
-    if bad:
+@dataclass(frozen=True)
+class SourceValues:
+    """The label values a source format defines (e.g. WORD's 0..16), and their name for
+    messages; a mapping to our classes would otherwise turn any other value silently into
+    background."""
+
+    values: frozenset[int]
+    name: str
+
+    def check(self, arr: np.ndarray, path: Path, kind: str, unannotated: int | None = None) -> None:
+        allowed = self.values | ({unannotated} if unannotated is not None else set())
+        bad = [int(v) for v in np.unique(arr) if int(v) not in allowed]
+        if not bad:
+            return
         shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if len(bad) > 10 else "")
         tail = (
-            f"not {what}"
+            f"not {self.name}"
             if unannotated is None
-            else f"neither {what} nor the unannotated value {unannotated} (--scribble-unannotated)"
+            else f"neither {self.name} nor the unannotated value {unannotated} "
+            "(--scribble-unannotated)"
         )
         raise DataError(path, f"{kind} values {shown} are {tail}")
 

@@ -31,9 +31,9 @@ from dmsps.data.importers.common import (
     ImportResult,
     ScribbleOptions,
     SourceCase,
+    SourceValues,
     add_out_arguments,
     add_scribble_arguments,
-    check_source_values,
     find_scribble_files,
     index_by_stem,
     load_nifti_case,
@@ -185,7 +185,7 @@ def import_word(
     if air_band is not None and air_band < 0:
         raise DmspsError(f"--air-band must be 0 or more voxels, or 'all', got {air_band}")
     label_map = {WORD_LABELS[organ]: c for organ, c in classes.items()}
-    allowed = {0, *WORD_LABELS.values(), scribble_unannotated}
+    known = SourceValues(frozenset({0, *WORD_LABELS.values()}), "WORD labels (0..16)")
     crop_box = {"body": body_box, "labels": labels_box, "none": None}[crop]
 
     prepare_output(out, [src, *([scribble_dir] if scribble_dir else [])], overwrite)
@@ -193,10 +193,6 @@ def import_word(
     def load(case: str) -> CaseData:
         image_path, label_path = files[case]
         scribble_path = scribble_files.get(case)
-        if scribble_path is not None:
-            check_source_values(
-                scribble_path, allowed, "scribble", "WORD labels (0..16)", scribble_unannotated
-            )
         data = load_nifti_case(
             case,
             [image_path],
@@ -207,6 +203,7 @@ def import_word(
             simulate=roles[case] != "test",
             label_map=label_map,
             crop=crop_box,
+            known=known,
         )
         if scribble_path is None and data.scribble is not None:
             data.scribble = air_loop(data.image[0], data.scribble, meta.ignore_value, air_band)
