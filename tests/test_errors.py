@@ -226,6 +226,24 @@ def test_scribble_value_out_of_range(tiny_dataset, tmp_path, capsys):
     )
 
 
+def test_label_value_the_source_format_does_not_define(tmp_path, capsys):
+    """WORD maps nine of its organs to background: a value it does not define at all
+    (a corrupt or foreign file) must not vanish into background with them."""
+    from tests.data.importers.sources import write_word_source
+
+    src = tmp_path / "WORD-V0.1.0"
+    write_word_source(src)
+    path = src / "labelsVal" / "word_0003.nii.gz"
+    rewrite(path, lambda a: np.where(a == 8, 40, a).astype(np.uint8))
+    fails(
+        capsys,
+        *("import", "word", src, tmp_path / "data"),
+        names=path,
+        fix=["label values 40 are not WORD labels (0..16)", "fix the file"],
+    )
+    assert not (tmp_path / "data").exists()
+
+
 def test_no_annotated_voxel_in_any_training_case(tiny_dataset, tmp_path, capsys):
     for path in (tiny_dataset / "scribblesTr").iterdir():
         rewrite(path, lambda a: np.full_like(a, 4))

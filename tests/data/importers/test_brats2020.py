@@ -135,7 +135,8 @@ def test_brats_errors(brats_src: Path, tmp_path: Path, capsys) -> None:
     code, text = run_cli(capsys, *args)
     assert code == 2
     assert _error_line(text).endswith(
-        f"{seg_path}: label values 3 are not BraTS labels (0, 1, 2, 4)"
+        f"{seg_path}: label values 3 are not BraTS labels (0, 1, 2, 4); fix the file, or "
+        "check that it belongs to this dataset"
     )
     assert not out.exists()  # the partial output is removed
     nib_save(seg_path, seg)

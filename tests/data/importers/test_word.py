@@ -193,7 +193,10 @@ def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
     nib_save(label_path, stray)
     code, text = run_cli(capsys, "import", "word", word_src, out)
     assert code == 2
-    assert _error_line(text).endswith(f"{label_path}: label values 77 are not WORD labels (0..16)")
+    assert _error_line(text).endswith(
+        f"{label_path}: label values 77 are not WORD labels (0..16); fix the file, or "
+        "check that it belongs to this dataset"
+    )
     assert "Traceback" not in text and not out.exists()
     nib_save(label_path, label)
     gone = word_src / "labelsVal" / "word_0003.nii.gz"

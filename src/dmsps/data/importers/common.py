@@ -408,12 +408,13 @@ class SourceValues:
         if not bad:
             return
         shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if len(bad) > 10 else "")
-        tail = (
-            f"not {self.name}"
-            if unannotated is None
-            else f"neither {self.name} nor the unannotated value {unannotated} "
-            "(--scribble-unannotated)"
-        )
+        if unannotated is None:
+            tail = f"not {self.name}; fix the file, or check that it belongs to this dataset"
+        else:
+            tail = (
+                f"neither {self.name} nor the unannotated value {unannotated}; give the "
+                "value its unannotated voxels hold with --scribble-unannotated, or fix the file"
+            )
         raise DataError(path, f"{kind} values {shown} are {tail}")
 
 
