@@ -167,6 +167,20 @@ def test_brats_errors(brats_src: Path, tmp_path: Path, capsys) -> None:
     assert code == 2 and f"{last / BRATS_CASES[-1]}_t2.nii: missing t2 image" in text
 
 
+def test_brats_validation_release_has_no_segmentations(tmp_path: Path, capsys) -> None:
+    """BraTS's validation cases come without seg files: the error says to import the
+    training data instead, and how such cases are segmented."""
+    src = tmp_path / "MICCAI_BraTS2020_ValidationData"
+    images, _ = brats_case(0)
+    case = "BraTS20_Validation_001"
+    for name, image in images.items():
+        nib_save(src / case / f"{case}_{name}.nii.gz", image)
+    code, text = run_cli(capsys, "import", "brats2020", src, tmp_path / "out")
+    line = _error_line(text)
+    assert code == 2 and f"{src / case / case}_seg.nii.gz: missing segmentation" in line
+    assert "import the training data" in line and "dmsps predict" in line
+
+
 def test_brats_renamed_seg(brats_src: Path, tmp_path: Path, capsys) -> None:
     """BraTS20_Training_355's seg is called W39_1998.09.19_Segm.nii in the release."""
     case = BRATS_CASES[-1]

@@ -191,7 +191,17 @@ def _brats_cases(src: Path, warnings: list[str]) -> dict[str, tuple[list[Path], 
                 path = _renamed_seg(folder, found, warnings)
             if path is None:
                 what = "segmentation" if kind == "seg" else f"{kind} image"
-                raise DataError(folder / f"{case}_{kind}{ending}", f"missing {what} of '{case}'")
+                hint = ""
+                if kind == "seg" and "Training" not in case:
+                    # BraTS's validation release ships no segmentations at all.
+                    hint = (
+                        "; BraTS's validation data has none: import the training data "
+                        "(MICCAI_BraTS2020_TrainingData), and segment these cases with "
+                        "`dmsps predict`"
+                    )
+                raise DataError(
+                    folder / f"{case}_{kind}{ending}", f"missing {what} of '{case}'{hint}"
+                )
             paths[kind] = path
         cases[case] = ([paths[m] for m in MODALITIES], paths["seg"])
     return cases
