@@ -58,3 +58,53 @@ def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys, 
     junk.write_bytes(b"not a checkpoint")
     assert main(["predict", str(junk), str(src), str(tmp_path / "p3"), "--quiet"]) == 2
     assert "junk.pt" in capsys.readouterr().err
+
+
+def test_inputs_named_by_channel_in_one_folder_per_case(tmp_path):
+    """BraTS releases name the sequences (``CASE_t1ce``), one folder per case, with the
+    seg file beside them: matched to the model's channel names, seg skipped."""
+    import pytest
+
+    from dmsps.errors import DataError
+    from dmsps.inference.predictor import find_inputs
+
+    names = ["t1", "t1ce", "t2", "flair"]
+    root = tmp_path / "MICCAI_BraTS2020_ValidationData"
+    for case in ("BraTS20_Validation_002", "BraTS20_Validation_001"):
+        for kind in ("flair", "seg", "t1ce", "t2", "t1"):  # not in channel order
+            (root / case).mkdir(parents=True, exist_ok=True)
+            (root / case / f"{case}_{kind}.nii.gz").touch()
+    cases = find_inputs(root, 4, channel_names=names)
+    assert [c.case for c in cases] == ["BraTS20_Validation_001", "BraTS20_Validation_002"]
+    for c in cases:
+        assert [p.name for p in c.channels] == [f"{c.case}_{n}.nii.gz" for n in names]
+    # one case folder alone, and upper-case names
+    one = root / "BraTS20_Validation_001"
+    (one / "BraTS20_Validation_001_t1ce.nii.gz").rename(one / "BraTS20_Validation_001_T1CE.nii.gz")
+    (case,) = find_inputs(one, 4, channel_names=names)
+    assert case.channels[1].name == "BraTS20_Validation_001_T1CE.nii.gz"
+    # a missing sequence names the case and the expected suffixes
+    (one / "BraTS20_Validation_001_flair.nii.gz").unlink()
+    with pytest.raises(DataError, match=r"has channels \[0, 1, 2\], the model takes 4 .*_flair"):
+        find_inputs(one, 4, channel_names=names)
+    # two files for one channel: refused, not one of them dropped
+    (one / "BraTS20_Validation_001_flair.nii.gz").touch()
+    (one / "BraTS20_Validation_001_0000.nii.gz").touch()
+    with pytest.raises(DataError, match=r"ambiguous: .*_0000\.nii\.gz is also channel 0"):
+        find_inputs(one, 4, channel_names=names)
+    # a one-channel model keeps reading every file as its own case
+    (single,) = find_inputs(one / "BraTS20_Validation_001_t2.nii.gz", 1, channel_names=["CT"])
+    assert single.case == "BraTS20_Validation_001_t2"
+
+
+def test_predict_cli_matches_channels_by_name(tiny_dataset_3d, tmp_path, capsys):
+    """The checkpoint's channel names (here MRI, MRI1) pick a case's files."""
+    ckpt = str(train_tiny(tiny_dataset_3d, tmp_path / "r"))
+    src = tmp_path / "src" / "case004"
+    src.mkdir(parents=True)
+    for index, name in enumerate(("MRI", "MRI1")):
+        img = nib.load(tiny_dataset_3d / "imagesTs" / f"case004_{index:04d}.nii.gz")
+        nib.save(img, src / f"case004_{name}.nii.gz")
+    assert main(["predict", ckpt, str(src.parent), str(tmp_path / "pred"), "--quiet"]) == 0
+    pred = nib.load(tmp_path / "pred" / "case004.nii.gz")
+    assert pred.shape == img.shape and np.allclose(pred.affine, img.affine)

@@ -10,11 +10,13 @@ HELP = "segment NIfTI images (or a dataset split) with a trained checkpoint"
 DESCRIPTION = """Write one label map per case with the input's geometry.
 
 IN is a NIfTI file, a folder of NIfTIs (NAME_0000.nii.gz, NAME_0001.nii.gz... are the
-channels of case NAME; files without that suffix are single-channel cases), or a dataset
-folder (its --split is predicted). The checkpoint carries the model, classes, each
-channel's normalisation, the crop/resampling it was trained with and how to run it over a
-volume (resized slices for 2D slice models, a sliding window for patch models, 3D or 2D):
-no config file is needed. --uncertainty also writes the normalised
+channels of case NAME, and so are files named after the model's channels, as BraTS names
+them: NAME_t1, NAME_t1ce, NAME_t2, NAME_flair; files without such a suffix are
+single-channel cases), a folder of such case folders (a BraTS release; seg files are
+skipped), or a dataset folder (its --split is predicted). The checkpoint carries the
+model, classes, each channel's normalisation, the crop/resampling it was trained with and
+how to run it over a volume (resized slices for 2D slice models, a sliding window for
+patch models, 3D or 2D): no config file is needed. --uncertainty also writes the normalised
 entropy of the two decoders' mean prediction to OUT/uncertainty/.
 
 CHECKPOINT may also be an .onnx file from `dmsps export` (run with ONNX Runtime on the

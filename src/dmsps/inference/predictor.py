@@ -7,6 +7,7 @@ slices or sliding window) with its settings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,21 @@ class InputCase:
     channels: list[Path]
 
 
-def find_inputs(source: Path, in_channels: int, split: str = "test") -> list[InputCase]:
+#: Files that travel beside a case's images in release folders (BraTS's ``_seg``) and are
+#: not images: skipped when channels are matched by name.
+NOT_IMAGES = ("seg", "gt", "label", "scribble")
+
+
+def find_inputs(
+    source: Path, in_channels: int, split: str = "test", channel_names: Sequence[str] = ()
+) -> list[InputCase]:
     """Cases from a dataset folder (its ``split``), a folder of NIfTIs, or one NIfTI file.
 
     In a plain folder, ``NAME_0000.nii.gz``, ``NAME_0001.nii.gz``... are channels of case
-    NAME; a file without such a suffix is a single-channel case.
+    NAME, and so are ``NAME_<channel name>`` files named after the model's channels (as
+    BraTS releases name them: ``NAME_t1``, ``NAME_t1ce``, ``NAME_t2``, ``NAME_flair``); a
+    file without such a suffix is a single-channel case. A folder holding no NIfTI but
+    one folder per case (the BraTS layout) is read one level down.
     """
     if source.is_file():
         if in_channels != 1:
@@ -58,15 +69,31 @@ def find_inputs(source: Path, in_channels: int, split: str = "test") -> list[Inp
         if not cases:
             raise DmspsError(f"{source}: split '{split}' has no cases")
         return [InputCase(c, ds.paths(c).images) for c in cases]
-    files = sorted(p for p in source.iterdir() if is_nifti(p) and not p.name.startswith("."))
+    files = _nifti_files(source)
+    if not files:  # one folder per case?
+        files = [f for d in sorted(source.iterdir()) if d.is_dir() for f in _nifti_files(d)]
     if not files:
         raise DmspsError(f"{source}: no NIfTI files (.nii/.nii.gz) found")
+    by_name = {name.lower(): i for i, name in enumerate(channel_names)}
     groups: dict[str, dict[int, Path]] = {}
     for p in files:
-        case, channel = split_channel(strip_ending(p.name))
-        groups.setdefault(case, {})[0 if channel is None else channel] = p
+        stem = strip_ending(p.name)
+        case, channel = split_channel(stem)
+        head, _, tail = stem.rpartition("_")
+        if channel is None and head and by_name and in_channels > 1:
+            if tail.lower() in NOT_IMAGES:
+                continue
+            if tail.lower() in by_name:
+                case, channel = head, by_name[tail.lower()]
+        chans = groups.setdefault(case, {})
+        index = 0 if channel is None else channel
+        if index in chans:
+            raise DataError(p, f"ambiguous: {chans[index]} is also channel {index} of '{case}'")
+        chans[index] = p
     out = []
     expected = "_0000" if in_channels == 1 else f"_0000.._{in_channels - 1:04d}"
+    if channel_names and in_channels > 1:
+        expected += " or " + ", ".join(f"_{n}" for n in channel_names)
     for case, chans in sorted(groups.items()):
         if sorted(chans) != list(range(in_channels)):
             raise DataError(
@@ -77,6 +104,10 @@ def find_inputs(source: Path, in_channels: int, split: str = "test") -> list[Inp
             )
         out.append(InputCase(case, [chans[i] for i in range(in_channels)]))
     return out
+
+
+def _nifti_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if is_nifti(p) and not p.name.startswith("."))
 
 
 class Predictor:
@@ -198,7 +229,9 @@ def predict_folder(
             f"{checkpoint}: an exported model holds the main decoder only; uncertainty maps "
             "need both decoders: use the .pt checkpoint"
         )
-    cases = find_inputs(source, predictor.in_channels, split)
+    cases = find_inputs(
+        source, predictor.in_channels, split, predictor.meta.get("channel_names", [])
+    )
     src_dir = (source if source.is_dir() else source.parent).resolve()
     if is_within(out, src_dir):
         raise DmspsError(f"{out}: refusing to write into the input folder {src_dir}")
