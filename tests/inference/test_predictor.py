@@ -65,7 +65,7 @@ def test_inputs_named_by_channel_in_one_folder_per_case(tmp_path):
     seg file beside them: matched to the model's channel names, seg skipped."""
     import pytest
 
-    from dmsps.errors import DataError
+    from dmsps.errors import DataError, DmspsError
     from dmsps.inference.predictor import find_inputs
 
     names = ["t1", "t1ce", "t2", "flair"]
@@ -74,6 +74,7 @@ def test_inputs_named_by_channel_in_one_folder_per_case(tmp_path):
         for kind in ("flair", "seg", "t1ce", "t2", "t1"):  # not in channel order
             (root / case).mkdir(parents=True, exist_ok=True)
             (root / case / f"{case}_{kind}.nii.gz").touch()
+    (root / "BraTS20_Validation_002" / "W39_1998.09.19_Segm.nii").touch()  # as case 355's
     cases = find_inputs(root, 4, channel_names=names)
     assert [c.case for c in cases] == ["BraTS20_Validation_001", "BraTS20_Validation_002"]
     for c in cases:
@@ -92,6 +93,16 @@ def test_inputs_named_by_channel_in_one_folder_per_case(tmp_path):
     (one / "BraTS20_Validation_001_0000.nii.gz").touch()
     with pytest.raises(DataError, match=r"ambiguous: .*_0000\.nii\.gz is also channel 0"):
         find_inputs(one, 4, channel_names=names)
+    # folders that are not one case each (a release's imagesTs/, labelsTs/) are not mixed
+    word = tmp_path / "WORD-V0.1.0"
+    for part in ("imagesTs", "labelsTs"):
+        (word / part).mkdir(parents=True)
+        (word / part / "word_0001.nii.gz").touch()
+    with pytest.raises(DmspsError, match="its folders imagesTs, labelsTs hold some; pass"):
+        find_inputs(word, 1)
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(DmspsError, match=r"no NIfTI files \(.nii/.nii.gz\) found"):
+        find_inputs(tmp_path / "empty", 1)
     # a one-channel model keeps reading every file as its own case
     (single,) = find_inputs(one / "BraTS20_Validation_001_t2.nii.gz", 1, channel_names=["CT"])
     assert single.case == "BraTS20_Validation_001_t2"

@@ -69,11 +69,7 @@ def find_inputs(
         if not cases:
             raise DmspsError(f"{source}: split '{split}' has no cases")
         return [InputCase(c, ds.paths(c).images) for c in cases]
-    files = _nifti_files(source)
-    if not files:  # one folder per case?
-        files = [f for d in sorted(source.iterdir()) if d.is_dir() for f in _nifti_files(d)]
-    if not files:
-        raise DmspsError(f"{source}: no NIfTI files (.nii/.nii.gz) found")
+    files = _nifti_files(source) or _case_folder_files(source)
     by_name = {name.lower(): i for i, name in enumerate(channel_names)}
     groups: dict[str, dict[int, Path]] = {}
     for p in files:
@@ -108,6 +104,24 @@ def find_inputs(
 
 def _nifti_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_nifti(p) and not p.name.startswith("."))
+
+
+def _case_folder_files(source: Path) -> list[Path]:
+    """The files of a folder of case folders, named like the case folder (BraTS's
+    ``BraTS20_Validation_001/BraTS20_Validation_001_t1.nii.gz``; others, such as the
+    training release's one misnamed seg file, are left out). Other subfolders (a
+    release's imagesTs/ and labelsTs/) are not guessed at: images and labels would mix."""
+    folders = [d for d in sorted(source.iterdir()) if d.is_dir() and _nifti_files(d)]
+    if not folders:
+        raise DmspsError(f"{source}: no NIfTI files (.nii/.nii.gz) found")
+    if not all(any(f.name.startswith(d.name) for f in _nifti_files(d)) for d in folders):
+        shown = ", ".join(d.name for d in folders[:4]) + (", ..." if len(folders) > 4 else "")
+        raise DmspsError(
+            f"{source}: no NIfTI files here, but its folders {shown} hold some; pass the "
+            "folder of images to predict (folders of one case each, named like their files "
+            "as in BraTS, are read together)"
+        )
+    return [f for d in folders for f in _nifti_files(d) if f.name.startswith(d.name)]
 
 
 class Predictor:
