@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("compare_keep", ROOT / "benchmarks/compare_keep.py")
-compare_keep = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare_keep)
+from tests.benchmarks import ROOT, load_benchmark
+
+compare_keep = load_benchmark("compare_keep")
 
 
 def _run(cmp: Path, name: str, finished: bool) -> None:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("confusion", ROOT / "benchmarks/confusion.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmarks import load_benchmark
 
 
 def test_a_missed_rim_is_the_surface_layer_only():
-    bench = _load()
+    bench = load_benchmark("confusion")
     truth = np.zeros((9, 9, 9), np.int64)
     truth[1:8, 1:8, 1:8] = 1  # a 7-voxel cube: layers 1 (surface), 2, 3, 4 (centre voxel)
     truth[0, 0, 0] = 2
@@ -37,7 +28,7 @@ def test_a_missed_rim_is_the_surface_layer_only():
 
 
 def test_script_on_a_dataset(tiny_dataset_3d, tmp_path, capsys):
-    bench = _load()
+    bench = load_benchmark("confusion")
     case = "case004"  # the test case: its label is a perfect prediction
     label = nib.load(tiny_dataset_3d / "labelsTs" / f"{case}.nii.gz")
     (tmp_path / "pred").mkdir()

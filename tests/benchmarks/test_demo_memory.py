@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("demo_memory", ROOT / "benchmarks/demo_memory.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmarks import load_benchmark
 
 
 def _run(monkeypatch, tmp_path, demo, *extra) -> tuple[int, dict]:
-    bench = _load()
+    bench = load_benchmark("demo_memory")
     import dmsps.cli
 
     monkeypatch.setattr(dmsps.cli, "main", demo)

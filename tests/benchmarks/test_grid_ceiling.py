@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location(
-        "grid_ceiling", ROOT / "benchmarks/grid_ceiling.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmarks import load_benchmark
 
 
 def test_round_trip_keeps_big_objects_and_loses_thin_ones():
-    bench = _load()
+    bench = load_benchmark("grid_ceiling")
     label = np.zeros((8, 16, 16), np.int16)
     label[2:6, 4:12, 4:12] = 1  # 4 x 8 x 8 voxels: survives a 2x coarser grid
     label[:, 14, :] = 2  # one voxel thick: lost at 4x coarser
@@ -35,7 +24,7 @@ def test_round_trip_keeps_big_objects_and_loses_thin_ones():
 
 
 def test_script_reports_each_spacing(tiny_dataset_3d, tmp_path, monkeypatch, capsys):
-    bench = _load()
+    bench = load_benchmark("grid_ceiling")
     out = tmp_path / "ceiling.json"
     argv = ["grid_ceiling.py", str(tiny_dataset_3d), "--spacing", "1", "1", "1"]
     argv += ["--spacing", "3", "3", "3", "--split", "val", "--out", str(out)]
