@@ -341,6 +341,23 @@ def test_wrong_number_of_channels_for_checkpoint(trained, tiny_dataset, tmp_path
     )
 
 
+def test_predicting_a_release_folder_of_image_and_label_folders(
+    trained, tiny_dataset, tmp_path, capsys
+):
+    """The WORD release root holds imagesTs/ and labelsTs/: images and labels must not be
+    read together as cases (a folder of one folder per case, as in BraTS, is)."""
+    src = tmp_path / "WORD-V0.1.0"
+    for part in ("imagesTs", "labelsTs"):
+        (src / part).mkdir(parents=True)
+        shutil.copy(tiny_dataset / "imagesTs" / "case006_0000.nii.gz", src / part / "w1.nii.gz")
+    fails(
+        capsys,
+        *("predict", trained, src, tmp_path / "pred", "--device", "cpu", "--quiet"),
+        names=src,
+        fix=["its folders imagesTs, labelsTs hold some", "pass the folder of images"],
+    )
+
+
 def test_checkpoint_of_other_architecture_for_init_from(trained, tiny_dataset, tmp_path, capsys):
     args = [a if a != "4,8,16,32,64" else "8,16,32,64,128" for a in TRAIN]
     fails(
