@@ -113,6 +113,31 @@ def test_sparser_scribbles_are_made_in_the_run_folder_and_used(tiny_dataset, tmp
         run_pipeline(tiny_dataset, tmp_path / "bad", bad, progress=False)
 
 
+def test_largest_component_setting_cleans_the_run_predictions(tiny_dataset, tmp_path, monkeypatch):
+    """``largest_component=true`` (demo-brain's) post-processes the evaluated predictions.
+    A few-iteration model predicts mostly background, so its label maps are replaced by
+    one with a stray blob of class 1."""
+    import torch
+    from scipy import ndimage
+
+    def blobs(probs):
+        lab = torch.zeros(probs.shape[1:], dtype=torch.long)
+        lab[:, 2:8, 2:8] = 1
+        lab[0, 20:22, 20:22] = 1  # stray
+        return lab
+
+    monkeypatch.setattr("dmsps.inference.predictor.labels", blobs)
+    components = {}
+    for flag in ("false", "true"):
+        out = tmp_path / flag
+        cfg = apply_overrides(_tiny_cfg(), [f"largest_component={flag}"])
+        run_pipeline(tiny_dataset, out, cfg, progress=False, log=lambda *a: None)
+        pred = np.asarray(nib.load(out / "predictions/stage2/case006.nii.gz").dataobj)
+        components[flag] = ndimage.label(pred == 1)[1]
+    assert components == {"false": 2, "true": 1}
+    assert preset("demo-brain").largest_component and not preset("demo-abdomen").largest_component
+
+
 def test_a_stopped_stage_ends_the_run_and_a_rerun_continues_it(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     lines: list[str] = []

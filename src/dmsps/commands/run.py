@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_set_argument(
         parser,
         "override a setting (sections: stage1, stage2, expand, scribbles; or eval_split, "
-        "checkpoint)",
+        "checkpoint, largest_component)",
     )
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (both stages)")
     parser.add_argument("--seed", type=int, default=None, help="seed for both stages")

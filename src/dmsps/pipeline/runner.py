@@ -230,6 +230,7 @@ def run_pipeline(
             split=split,
             device=cfg.stage1.device,
             progress=progress,
+            largest_component=cfg.largest_component,
         )
         missing = [c for c in cases if ds.paths(c).label is None]
         if missing:
