@@ -48,6 +48,12 @@ LAYOUT_ENTRIES = (
 
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
+#: Name endings that mark a file beside a case's images as its label or its scribble, not
+#: an image (``X_seg``, BraTS's seg files; ``X_scribble``): `dmsps import nifti` matches
+#: labels and scribbles by them, `dmsps predict` skips such files.
+LABEL_SUFFIXES = ("_gt", "_label", "_seg")
+SCRIBBLE_SUFFIXES = ("_scribble",)
+
 
 def split_channel(stem: str) -> tuple[str, int | None]:
     """``"brain_0001"`` -> ("brain", 1); a name without a 4-digit suffix -> (name, None).

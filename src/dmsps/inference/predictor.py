@@ -18,7 +18,13 @@ from tqdm import tqdm
 
 from dmsps.data import normalization
 from dmsps.data.cache import preprocess, resample
-from dmsps.data.layout import Dataset, load_channels, split_channel
+from dmsps.data.layout import (
+    LABEL_SUFFIXES,
+    SCRIBBLE_SUFFIXES,
+    Dataset,
+    load_channels,
+    split_channel,
+)
 from dmsps.device import resolve_amp, resolve_device
 from dmsps.errors import DataError, DmspsError
 from dmsps.inference.inferers import Inferer, inference_settings, make_inferer
@@ -34,11 +40,6 @@ from dmsps.models.checkpoint import load_checkpoint, model_from_checkpoint
 class InputCase:
     case: str
     channels: list[Path]
-
-
-#: Files that travel beside a case's images in release folders (BraTS's ``_seg``) and are
-#: not images: skipped when channels are matched by name.
-NOT_IMAGES = ("seg", "gt", "label", "scribble")
 
 
 def find_inputs(
@@ -77,8 +78,8 @@ def find_inputs(
         case, channel = split_channel(stem)
         head, _, tail = stem.rpartition("_")
         if channel is None and head and by_name and in_channels > 1:
-            if tail.lower() in NOT_IMAGES:
-                continue
+            if f"_{tail.lower()}" in LABEL_SUFFIXES + SCRIBBLE_SUFFIXES:
+                continue  # a label or scribble beside the images (BraTS's _seg)
             if tail.lower() in by_name:
                 case, channel = head, by_name[tail.lower()]
         chans = groups.setdefault(case, {})
@@ -111,17 +112,19 @@ def _case_folder_files(source: Path) -> list[Path]:
     ``BraTS20_Validation_001/BraTS20_Validation_001_t1.nii.gz``; others, such as the
     training release's one misnamed seg file, are left out). Other subfolders (a
     release's imagesTs/ and labelsTs/) are not guessed at: images and labels would mix."""
-    folders = [d for d in sorted(source.iterdir()) if d.is_dir() and _nifti_files(d)]
+    listed = ((d.name, _nifti_files(d)) for d in sorted(source.iterdir()) if d.is_dir())
+    folders = {name: files for name, files in listed if files}  # each folder listed once
     if not folders:
         raise DmspsError(f"{source}: no NIfTI files (.nii/.nii.gz) found")
-    if not all(any(f.name.startswith(d.name) for f in _nifti_files(d)) for d in folders):
-        shown = ", ".join(d.name for d in folders[:4]) + (", ..." if len(folders) > 4 else "")
+    own = {name: [f for f in files if f.name.startswith(name)] for name, files in folders.items()}
+    if not all(own.values()):
+        shown = ", ".join(list(folders)[:4]) + (", ..." if len(folders) > 4 else "")
         raise DmspsError(
             f"{source}: no NIfTI files here, but its folders {shown} hold some; pass the "
             "folder of images to predict (folders of one case each, named like their files "
             "as in BraTS, are read together)"
         )
-    return [f for d in folders for f in _nifti_files(d) if f.name.startswith(d.name)]
+    return [f for files in own.values() for f in files]
 
 
 class Predictor:

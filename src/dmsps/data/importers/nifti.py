@@ -39,12 +39,9 @@ from dmsps.data.importers.common import (
     write_dataset,
 )
 from dmsps.data.labels import check_unannotated, max_label, parse_value_map
-from dmsps.data.layout import DatasetMeta, split_channel
+from dmsps.data.layout import LABEL_SUFFIXES, SCRIBBLE_SUFFIXES, DatasetMeta, split_channel
 from dmsps.errors import DataError, DmspsError
 from dmsps.io.nifti import load_volume, strip_ending
-
-LABEL_SUFFIXES = ("_gt", "_label", "_seg")
-SCRIBBLE_SUFFIXES = ("_scribble",)
 
 DESCRIPTION = """\
 Import your own NIfTI files. Folders: --images, --labels, --scribbles; with SRC they
