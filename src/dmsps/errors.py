@@ -10,6 +10,13 @@ import errno
 from pathlib import Path
 
 
+def listing(items, limit: int) -> str:
+    """The first ``limit`` items, comma-separated, with ", ..." when there are more: how
+    messages name offending values, cases or folders without flooding the line."""
+    items = [str(i) for i in items]
+    return ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")
+
+
 class DmspsError(Exception):
     """An expected failure caused by input or configuration; shown without a traceback."""
 

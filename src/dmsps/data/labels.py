@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmsps.errors import DataError, DmspsError
+from dmsps.errors import DataError, DmspsError, listing
 
 
 class LabelError(DmspsError, ValueError):
@@ -36,9 +36,7 @@ def _fail(where: str | Path | None, problem: str, kind: str) -> LabelError:
 
 def values_outside(arr: np.ndarray, lo: int, hi: int, limit: int = 10) -> str:
     """The distinct values of ``arr`` outside [lo, hi], listed for a message."""
-    bad = np.unique(arr[(arr < lo) | (arr > hi)])
-    shown = ", ".join(str(int(v)) for v in bad[:limit])
-    return shown + (", ..." if bad.size > limit else "")
+    return listing((int(v) for v in np.unique(arr[(arr < lo) | (arr > hi)])), limit)
 
 
 def as_class_map(

@@ -26,7 +26,7 @@ from dmsps.data.layout import (
     split_channel,
 )
 from dmsps.device import resolve_amp, resolve_device
-from dmsps.errors import DataError, DmspsError
+from dmsps.errors import DataError, DmspsError, listing
 from dmsps.inference.inferers import Inferer, inference_settings, make_inferer
 from dmsps.inference.postprocess import largest_component_per_class
 from dmsps.inference.uncertainty import labels, normalised_entropy
@@ -118,7 +118,7 @@ def _case_folder_files(source: Path) -> list[Path]:
         raise DmspsError(f"{source}: no NIfTI files (.nii/.nii.gz) found")
     own = {name: [f for f in files if f.name.startswith(name)] for name, files in folders.items()}
     if not all(own.values()):
-        shown = ", ".join(list(folders)[:4]) + (", ..." if len(folders) > 4 else "")
+        shown = listing(folders, 4)
         raise DmspsError(
             f"{source}: no NIfTI files here, but its folders {shown} hold some; pass the "
             "folder of images to predict (folders of one case each, named like their files "

@@ -26,7 +26,7 @@ from dmsps.data.importers.common import (
 )
 from dmsps.data.labels import check_label, convert_scribble
 from dmsps.data.layout import DatasetMeta, cardiac_meta
-from dmsps.errors import DataError, DmspsError
+from dmsps.errors import DataError, DmspsError, listing
 from dmsps.io.nifti import Geometry
 
 #: ACDC through-plane x in-plane spacing assumed for the HDF5 volumes, in mm (sz, sy, sx).
@@ -88,7 +88,7 @@ def import_acdc_h5(
             roles[case], role_source[case] = split, path
     unlisted = sorted(set(volumes) - set(roles))
     if unlisted and not all_train:
-        shown = ", ".join(unlisted[:5]) + (", ..." if len(unlisted) > 5 else "")
+        shown = listing(unlisted, 5)
         raise DataError(
             vol_dir,
             f"{len(unlisted)} volume(s) are in no train/val/test list ({shown}); add them "

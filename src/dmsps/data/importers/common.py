@@ -37,7 +37,7 @@ from dmsps.data.layout import (
     DatasetWriter,
     load_channels,
 )
-from dmsps.errors import DataError, DmspsError
+from dmsps.errors import DataError, DmspsError, listing
 from dmsps.io.nifti import Geometry, load_volume, strip_ending
 from dmsps.io.paths import is_within
 
@@ -254,8 +254,7 @@ def assign_from_splits(
                 out[c] = split
     missing = sorted(set(case_to_group) - set(out))
     if missing:
-        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise DataError(path, f"{len(missing)} case(s) are in no split: {shown}")
+        raise DataError(path, f"{len(missing)} case(s) are in no split: {listing(missing, 5)}")
     return out
 
 
@@ -407,7 +406,7 @@ class SourceValues:
         bad = [int(v) for v in np.unique(arr) if int(v) not in allowed]
         if not bad:
             return
-        shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        shown = listing(bad, 10)
         if unannotated is None:
             tail = f"not {self.name}; fix the file, or check that it belongs to this dataset"
         else:
