@@ -27,6 +27,8 @@ COMMANDS = [
     "compare",
     "export",
     "models",
+    "annotate",
+    "suggest",
 ]
 
 
