@@ -102,12 +102,26 @@ def test_draw_on_a_2d_stack_and_save(browser, tiny_dataset, serve):
     brush = page.evaluate("dmsps.state.brush")
     radius = max(brush / 2, 0.5) * min(1.5, 1.25)
     check_stroke(zyx[index], 2, 4, p0, p1, (1.5, 1.25), radius)
-    # Undo, save: the stroke is gone again.
-    page.key("z", "KeyZ", modifiers=2)
-    page.key("s", "KeyS", modifiers=2)
+    # Undo and save from the keyboard: the stroke is gone; redo and save: it is back.
+    for key, code, expect_empty in (("z", "KeyZ", True), ("y", "KeyY", False)):
+        page.key(key, code, modifiers=2)
+        page.key("s", "KeyS", modifiers=2)
+        page.wait_for("dmsps.state.changes.size === 0 && !dmsps.busy()")
+        zyx = np.transpose(np.asanyarray(nib.load(str(path)).dataobj), (2, 1, 0))
+        assert (zyx == 4).all() == expect_empty
+    # The eraser (E) over the stroke's first half, then save: only the second half stays.
+    page.key("e")
+    assert page.evaluate("dmsps.state.eraser")
+    page.key("]")  # a wider brush
+    a = page.evaluate(f"dmsps.clientPoint(0, {p0[0]}, {p0[1] - 2})")
+    b = page.evaluate("dmsps.clientPoint(0, 15.5, 16)")
+    page.mouse_drag([(a["x"], a["y"]), (b["x"], b["y"])], steps=8)
+    page.click_selector("#save")
     page.wait_for("dmsps.state.changes.size === 0 && !dmsps.busy()")
     zyx = np.transpose(np.asanyarray(nib.load(str(path)).dataobj), (2, 1, 0))
-    assert (zyx == 4).all()
+    assert (zyx[index, 10, 6:9] == 4).all() and (zyx[index, 20, 23:26] == 2).any()
+    assert set(np.unique(zyx)) == {2, 4}
+    assert (tiny_dataset / "scribblesTr.bak" / f"{case}.nii.gz").is_file()
     assert page.console_errors() == []
 
 
