@@ -130,6 +130,13 @@ def test_cases_slices_and_a_save(tiny_dataset, serve):
         ("/api/scribble?case=case000", b"\xff\xfe", 400, "malformed JSON"),
         ("/api/scribble", {"strokes": []}, 400, "missing parameter 'case'"),
         ("/api/scribble?case=case000", b"x" * 5000, 413, "over the limit"),
+        ("/api/scribble?case=case000", b"[" * 2000 + b"]" * 2000, 400, "malformed JSON"),
+        (
+            "/api/scribble?case=case000",
+            {"strokes": [{"value": 1, "voxels": [0, 0, 10**30]}]},
+            400,
+            "far outside the image",
+        ),
         ("/api/nothing", {}, 404, "no such API"),
         ("/api/train", {"preset": "no-such-preset"}, 422, "unknown preset"),
         ("/api/train", {"preset": "demo", "settings": "stage1.bogus=3"}, 422, "bogus"),

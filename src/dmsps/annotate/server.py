@@ -330,7 +330,12 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 payload = json.loads(body) if body else {}
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise RequestError(f"malformed JSON in the request body ({exc.msg})") from None
+                why = getattr(exc, "msg", None) or getattr(exc, "reason", "not UTF-8")
+                raise RequestError(f"malformed JSON in the request body ({why})") from None
+            except RecursionError:
+                raise RequestError(
+                    "malformed JSON in the request body (nested too deeply)"
+                ) from None
             return route(self, query, payload)
         except RequestError as exc:
             return self._error(exc.status, str(exc))

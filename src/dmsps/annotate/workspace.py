@@ -476,7 +476,13 @@ class Workspace:
                 raise RequestError(
                     f"stroke {i}: 'voxels' must be a flat list of integer (z, y, x) triples"
                 )
-            idx = np.asarray(voxels, np.int64).reshape(-1, 3)
+            try:
+                idx = np.asarray(voxels, np.int64).reshape(-1, 3)
+            except OverflowError:
+                raise RequestError(
+                    f"stroke {i} reaches a voxel far outside the image of {shape[0]} x "
+                    f"{shape[1]} x {shape[2]} voxels; nothing was saved"
+                ) from None
             inside = (idx >= 0).all(1) & (idx < np.asarray(shape)).all(1)
             if not inside.all():
                 z, y, x = (int(v) for v in idx[np.argmin(inside)])
