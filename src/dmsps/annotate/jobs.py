@@ -241,7 +241,7 @@ class TrainingJob:
                 try:
                     self.on_success(self.run_dir)
                     message = "finished; the new model is loaded"
-                except DmspsError as exc:
+                except Exception as exc:  # the job is over whatever the model says
                     message = f"finished, but the model could not be loaded: {exc}"
             self._set_state("finished", message or "finished")
         else:

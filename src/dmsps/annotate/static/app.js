@@ -979,6 +979,10 @@
     on("hello", (d) => {
       showJob(d.job);
       if (d.model) showModel(d.model);
+      // Statuses computed before this stream (re)connected were not heard: fetch them.
+      getJSON("/api/cases")
+        .then((r) => r.cases.forEach((c) => c.status && setStatus(c.name, c.status)))
+        .catch(() => null);
     });
     on("log", appendLog);
     on("job", showJob);
