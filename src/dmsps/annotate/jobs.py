@@ -234,16 +234,16 @@ class TrainingJob:
         self.returncode = code
         self.ended = time.time()
         if self._cancelled:
-            self._set_state("cancelled", "cancelled; press Train again to continue this run")
+            self._set_state("cancelled", "press Train again to continue this run")
         elif code == 0:
             message = ""
             if self.on_success is not None:
                 try:
                     self.on_success(self.run_dir)
-                    message = "finished; the new model is loaded"
+                    message = "the new model is loaded"
                 except Exception as exc:  # the job is over whatever the model says
-                    message = f"finished, but the model could not be loaded: {exc}"
-            self._set_state("finished", message or "finished")
+                    message = f"the model could not be loaded: {exc}"
+            self._set_state("finished", message)
         else:
             last = next((ln.lstrip("\r") for ln in reversed(self.lines) if ln.strip()), "")
             self._set_state("failed", f"dmsps run stopped with exit code {code}: {last}")

@@ -892,7 +892,7 @@
       $("log").scrollTop = $("log").scrollHeight;
     }
     if (job && job.state === "failed") say(job.message, "error");
-    if (job && job.state === "finished") say(job.message || "training finished", "ok");
+    if (job && job.state === "finished") say(`training finished${job.message ? ": " + job.message : ""}`, "ok");
   }
 
   let lastWasProgress = false;
