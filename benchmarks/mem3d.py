@@ -91,8 +91,9 @@ def _write_cache(root: Path, ds_root: Path, cases: int, shape, channels: int, cl
 def _train(args) -> dict:
     import torch
 
-    from dmsps.config import AUTHORS_3D, TrainConfig
+    from dmsps.config import TrainConfig
     from dmsps.data.layout import Dataset
+    from dmsps.presets import AUTHORS_3D
     from dmsps.training.samplers import PatchSampler
     from dmsps.training.trainer import Trainer
 
@@ -153,10 +154,10 @@ def _train(args) -> dict:
 def _predict(args) -> dict:
     import torch
 
-    from dmsps.config import AUTHORS_3D
     from dmsps.inference.predictor import Predictor
     from dmsps.models.checkpoint import save_checkpoint
     from dmsps.models.unet import DualDecoderNet, ModelConfig
+    from dmsps.presets import AUTHORS_3D
 
     work = Path(args.work)
     cfg = ModelConfig(in_channels=1, num_classes=8, **AUTHORS_3D)

@@ -68,7 +68,7 @@ malloc tuned; variants change one thing of ours; img/s = median of 6 timed steps
 - torch.compile (inductor, CPU): 0.96x at 256 b24 and 0.94x at 128 b12 (1 thread),
   after 60-240 s of compiling: never pays back on CPU.
 - in-place LeakyReLU (models/unet.py): ~8 % at 256 b24 and less memory.
-- labels via ``max(0)`` instead of ``argmax(0)`` (``dmsps.inference.uncertainty.labels``):
+- labels via ``max(0)`` instead of ``argmax(0)`` (``dmsps.inference.uncertainty.label_map``):
   8x faster argmax, ~8 % of whole-volume inference.
 - conv+BN folding for inference (``dmsps.models.fold``, done once per inference copy):
   1.26x whole-volume inference (docs/speed.md; an earlier per-call variant gave +7 % and
@@ -377,7 +377,7 @@ class Infer:
         )
 
     def one(self) -> float:
-        from dmsps.inference.uncertainty import labels
+        from dmsps.inference.uncertainty import label_map
 
         sys.path.insert(0, str(HERE))
         from baseline import baseline_infer_volume
@@ -387,7 +387,7 @@ class Infer:
         for image in self.images:
             if self.ours:
                 probs = self.inferer(self.model, image)["main"]
-                labels(probs).numpy()
+                label_map(probs).numpy()
             else:
                 baseline_infer_volume(self.model, image[0], self.spec.size, self.device)
         _sync(self.device)

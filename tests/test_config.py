@@ -1,47 +1,22 @@
-"""Presets are valid and say what they claim; loss-form settings parse and are checked."""
+"""Settings: overrides parse, one check() per type, saved settings read back safely."""
 
+import json
 from dataclasses import asdict, replace
 
 import pytest
 
-from dmsps.config import PRESET_HELP, PRESETS, apply_overrides, preset, refuse_other_settings
+from dmsps.config import (
+    ExpandConfig,
+    RunConfig,
+    ScribbleConfig,
+    TrainConfig,
+    apply_overrides,
+    read_settings,
+    refuse_other_settings,
+)
 from dmsps.errors import DmspsError
-from dmsps.training.trainer import validate_config
-
-
-@pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_is_valid_and_documented(name):
-    cfg = preset(name)
-    assert cfg.preset == name
-    validate_config(cfg.stage1)
-    validate_config(cfg.stage2)
-    assert name in PRESET_HELP
-
-
-def test_acdc_authors_follows_the_original_scripts():
-    cfg = preset("acdc-authors")
-    for stage in (cfg.stage1, cfg.stage2):
-        assert stage.pl_loss == "authors"
-        assert stage.rampup == 0
-        assert (stage.optimizer, stage.lr, stage.schedule) == ("sgd", 0.01, "auto")  # auto: poly
-    assert cfg.stage2.iterations == 30000
-    assert (cfg.expand.threshold, cfg.expand.target) == (0.1, "dense")
-    # The default form is the authors' too (it measured better), in every preset.
-    for name in ("acdc", "demo", "demo-abdomen"):
-        assert preset(name).stage1.pl_loss == preset(name).stage2.pl_loss == "authors"
-    # ... except on brain MRI and ACDC in 3D, where it over-grew a class (the edema on the
-    # brain demo, the myocardium in acdc-3d; docs/3d.md, docs/results.md).
-    for name in ("demo-brain", "brats-cpu", "acdc-3d"):
-        assert preset(name).stage1.pl_loss == preset(name).stage2.pl_loss == "soft-ce"
-
-
-def test_abdomen_demo_ramps_the_pseudo_label_weight_up_over_half_of_stage_1():
-    # A third let the pseudo-labels lock an organ out before the scribbles had shaped it
-    # (the spleen, never predicted; docs/3d.md); the brain demo keeps a third.
-    abdomen, brain = preset("demo-abdomen"), preset("demo-brain")
-    assert abdomen.stage1.rampup == abdomen.stage1.iterations // 2 > 0
-    assert brain.stage1.rampup == brain.stage1.iterations // 3 > 0
-    assert abdomen.stage2.rampup == brain.stage2.rampup == 0
+from dmsps.models.unet import ModelConfig, NetworkSettings
+from dmsps.presets import preset
 
 
 def test_loss_form_is_a_setting_and_bad_values_name_the_choices():
@@ -49,7 +24,9 @@ def test_loss_form_is_a_setting_and_bad_values_name_the_choices():
     assert (cfg.stage1.pl_loss, cfg.stage1.rampup) == ("soft-ce", 0)
     cfg = apply_overrides(preset("acdc"), ["stage1.pl_loss=softmax2"])
     with pytest.raises(DmspsError, match="soft-ce, authors"):
-        validate_config(cfg.stage1)
+        cfg.stage1.check()
+    with pytest.raises(DmspsError, match=r"^stage1: pl_loss must be one of"):
+        cfg.check()
 
 
 def test_other_settings_are_refused_with_their_differences_but_free_ones_may_change():
@@ -66,3 +43,103 @@ def test_other_settings_are_refused_with_their_differences_but_free_ones_may_cha
     assert f"stage1.lr: {cfg.stage1.lr} -> 0.5" in text
     assert f"stage2.seed: {cfg.stage2.seed} -> 7" in text
     assert text.endswith("); use another")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("expand.threshold=5", "expand: threshold must be in"),
+        ("expand.target=soft", "expand: target must be one of ignore, dense"),
+        ("scribbles.length=0", "scribbles: length must be in"),
+        ("scribbles.every_nth_slice=0", "scribbles: every_nth_slice must be at least 1"),
+        ("stage2.iterations=0", "stage2: iterations must be positive"),
+        ("stage1.norm=group", "stage1: norm must be one of batch, instance"),
+        ("stage1.network=unet3", "stage1: unknown network 'unet3' \\(choose from unet, "),
+        ("stage1.method=nope", "stage1: unknown method 'nope' \\(choose from pce, dmsps"),
+        ("stage1.patch_size=100", "stage1: patch_size .* must be a multiple of"),
+        ("stage1.kernel_sizes=3x3,3x3", "stage1: kernel_sizes 3x3,3x3 needs 5 entries"),
+        ("checkpoint=first", "checkpoint must be one of best, last"),
+        ("stage2.init_from=x.pt", "stage2.init_from is set by the pipeline"),
+    ],
+)
+def test_one_check_per_settings_type_names_the_section(override, message):
+    """RunConfig.check() is what run, compare, demo and plan call; the same section
+    checks back train (TrainConfig.check) and expand (ExpandConfig.check)."""
+    cfg = apply_overrides(preset("acdc"), [override])
+    with pytest.raises(DmspsError, match=message):
+        cfg.check()
+
+
+def test_each_section_checks_on_its_own():
+    with pytest.raises(DmspsError, match=r"^threshold must be in"):
+        ExpandConfig(threshold=0).check()
+    with pytest.raises(DmspsError, match=r"^length must be in"):
+        ScribbleConfig(length=2).check()
+    with pytest.raises(DmspsError, match=r"^batch_size must be positive"):
+        TrainConfig(batch_size=0).check()
+    ExpandConfig().check()
+    ScribbleConfig().check()
+    RunConfig().check()
+
+
+def test_network_settings_are_defined_once_for_training_and_checkpoints():
+    """TrainConfig and ModelConfig inherit the same fields, with one default marker."""
+    names = {f for f in NetworkSettings.__dataclass_fields__}
+    assert names <= set(TrainConfig.__dataclass_fields__)
+    assert names <= set(ModelConfig.__dataclass_fields__)
+    train = TrainConfig(features=[8, 16, 32], kernel_sizes=[[3, 3]] * 3)
+    model = ModelConfig(**train.network_settings(), in_channels=2, num_classes=3)
+    assert train.encoder_dropout == []  # "the default", as in ModelConfig's input
+    assert model.encoder_dropout == [0.05, 0.1, 0.2]  # resolved where the model is built
+    assert model.kernels == [(3, 3)] * 3
+
+
+def test_per_level_sizes_parse_from_the_command_line():
+    cfg = apply_overrides(
+        preset("acdc-3d"),
+        [
+            "stage1.kernel_sizes=1x3x3,1x3x3,3x3x3,3x3x3,3x3x3",
+            "stage1.pool_strides=1x2x2 1x2x2 2x2x2 2x2x2",
+            "stage1.patch_size=16,96,96",
+        ],
+    )
+    assert cfg.stage1.kernel_sizes[0] == [1, 3, 3]
+    assert cfg.stage1.pool_sizes == [(1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2)]
+    assert cfg.stage1.multiples == (4, 16, 16)
+    cfg.check()
+
+
+def _saved(tmp_path, data) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: "{not json", "not valid JSON"),
+        (lambda d: [1, 2], "the settings must be an object"),
+        (lambda d: {**d, "stage3": {}}, "unknown setting 'stage3'"),
+        (lambda d: {**d, "stage1": {**d["stage1"], "lr": "fast"}}, "stage1.lr must be float"),
+        (lambda d: {**d, "stage1": {**d["stage1"], "iterations": 1.5}}, "must be int"),
+        (lambda d: {**d, "stage1": {**d["stage1"], "features": 16}}, "must be a list of int"),
+        (lambda d: {**d, "expand": {**d["expand"], "threshold": 9}}, "expand: threshold must"),
+        (lambda d: {**d, "checkpoint": True}, "checkpoint must be str"),
+    ],
+)
+def test_a_corrupt_or_hand_edited_config_is_one_line_naming_the_file(tmp_path, edit, message):
+    path = _saved(tmp_path, edit(asdict(preset("demo"))))
+    with pytest.raises(DmspsError) as err:
+        read_settings(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: ") and "\n" not in text
+    assert message.split(".*")[0] in text or message in text
+
+
+def test_settings_added_since_a_file_was_written_take_their_defaults(tmp_path):
+    data = asdict(preset("demo"))
+    del data["stage1"]["kernel_sizes"], data["expand"]["aux_dropout"], data["largest_component"]
+    cfg = read_settings(_saved(tmp_path, data))
+    assert cfg.stage1.kernel_sizes == [] and cfg.expand.aux_dropout is False
+    assert asdict(cfg) == asdict(preset("demo"))

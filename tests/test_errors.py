@@ -14,6 +14,7 @@ import gzip
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -424,6 +425,50 @@ def test_unknown_method(tiny_dataset, tmp_path, capsys):
     )
 
 
+def test_a_value_only_expand_checked_is_refused_by_run_too(tiny_dataset, tmp_path, capsys):
+    """One check per settings type: `run` refuses what `expand` refuses, before it writes."""
+    out = tmp_path / "run"
+    fails(
+        capsys,
+        *("run", tiny_dataset, "--out", out, "--preset", "demo", "--set", "expand.threshold=5"),
+        names="expand",
+        fix=["threshold must be in (0, 1]", "got 5.0"],
+    )
+    assert not out.exists()
+
+
+def test_a_corrupt_or_hand_edited_config_json_names_the_file(tiny_dataset, tmp_path, capsys):
+    bad = tmp_path / "config.json"
+    bad.write_text('{"preset": "demo", "stage1": {"lr": "fast"}}')
+    fails(
+        capsys,
+        *("run", tiny_dataset, "--out", tmp_path / "run", "--preset", bad),
+        names=bad,
+        fix=["stage1.lr must be float, not 'fast'"],
+    )
+    bad.write_text('{"preset": "demo", "stage1": {')
+    fails(
+        capsys,
+        *("run", tiny_dataset, "--out", tmp_path / "run", "--preset", bad),
+        names=bad,
+        fix=["not valid JSON"],
+    )
+
+
+def test_an_optional_extra_that_is_not_installed_is_named(
+    tiny_dataset, tmp_path, capsys, monkeypatch
+):
+    ckpt = tmp_path / "run" / "checkpoints" / "best.pt"
+    assert run_cli(capsys, "train", tiny_dataset, "--out", tmp_path / "run", *TRAIN)[0] == 0
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
+    fails(
+        capsys,
+        *("export", ckpt, "--onnx", tmp_path / "m.onnx"),
+        names="'onnx'",
+        fix=["ONNX export needs the optional 'onnx' packages", 'pip install "dmsps[onnx]"'],
+    )
+
+
 def test_training_into_a_folder_made_with_other_settings(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(capsys, "train", tiny_dataset, "--out", out, *TRAIN)[0] == 0
@@ -441,7 +486,7 @@ def test_unknown_setting_name(tiny_dataset, tmp_path, capsys):
         *("run", tiny_dataset, "--out", tmp_path / "run", "--preset", "demo"),
         *("--set", "stage1.iteration=5"),
         names="'stage1.iteration'",
-        fix=["unknown config field", "known here: method, iterations"],
+        fix=["unknown config field", "known here: spatial_dims, network", "iterations"],
     )
 
 

@@ -323,7 +323,8 @@ def kill_while_writing(args: list, logs: Path, prefix: str, nth: int) -> Path:
     return that hidden temporary."""
     marker = logs / "writing"
     cmd = Command([marker, prefix, nth, *args], logs, prefix=[sys.executable, "-c", HALF_WRITE])
-    cmd.wait_for(f"a half-written {prefix}* file", marker.is_file)
+    # The marker may be seen between its creation and its text: wait for the text.
+    cmd.wait_for(f"a half-written {prefix}* file", lambda: marker.is_file() and marker.read_text())
     assert cmd.signal(signal.SIGKILL) == -signal.SIGKILL, cmd.describe()
     half = Path(marker.read_text())
     assert half.is_file() and half.name.startswith("."), half

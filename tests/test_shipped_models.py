@@ -4,12 +4,15 @@ matches its file, the file loads without pickle code, and the model segments."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import dmsps
 from dmsps.zoo import list_models, resolve, sha256, zoo_dir
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "shipped_acdc"
 
 
 @pytest.fixture(autouse=True)
@@ -38,3 +41,14 @@ def test_every_shipped_model_segments_a_volume(name):
     assert seg.labels.shape == (2, 64, 48)
     assert seg.labels.max() < len(model.class_names)
     assert float(seg.uncertainty.min()) >= 0.0 and float(seg.uncertainty.max()) <= 1.0
+
+
+def test_the_acdc_model_predicts_as_before_the_settings_and_registry_rework():
+    """Labels and uncertainty of the shipped model on a synthetic stack, as the code
+    of 32e83dd (before networks, methods and settings moved) computed them."""
+    ref = np.load(FIXTURES / "before_refactor.npz")
+    model = dmsps.load_model("acdc")
+    seg = model.predict(ref["image"], spacing=(10.0, 1.5, 1.5), uncertainty=True)
+    assert np.bincount(ref["labels"].ravel()).min() > 500  # every class is in the picture
+    np.testing.assert_array_equal(seg.labels, ref["labels"])
+    np.testing.assert_allclose(seg.uncertainty, ref["uncertainty"].astype(np.float32), atol=2e-3)

@@ -25,8 +25,9 @@ COMMANDS = [
     "predict",
     "evaluate",
     "compare",
+    "plan",
     "export",
-    "models",
+    "zoo",
     "annotate",
     "suggest",
 ]

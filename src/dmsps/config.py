@@ -1,7 +1,13 @@
-"""Typed configuration with presets; every field can be overridden from the CLI.
+"""Typed settings, their checks, and reading them back from files.
 
-``TrainConfig`` drives one training stage. ``RunConfig`` is the whole pipeline
-(stage 1, expansion, stage 2) and is what presets define and what each run folder saves.
+``TrainConfig`` drives one training stage (the network's architecture is inherited from
+``NetworkSettings``, the same definition a checkpoint's ``ModelConfig`` uses).
+``RunConfig`` is the whole pipeline (stage 1, expansion, stage 2): what presets
+(``dmsps.presets``) define and what each run folder saves as ``config.json``.
+
+Each settings type has one ``check()``; every command that takes settings (train, run,
+compare, expand, plan) calls it, so a value is refused the same way everywhere. Saved
+settings are read by ``read_settings`` only, which names the file in every error.
 """
 
 from __future__ import annotations
@@ -16,17 +22,42 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dmsps.data import normalization
+from dmsps.device import AMP_CHOICES
 from dmsps.errors import DmspsError
+from dmsps.models.networks import NETWORKS
+from dmsps.models.unet import NetworkSettings
+from dmsps.training.losses import PL_LOSSES
+from dmsps.training.methods import METHODS, method_help
+from dmsps.training.samplers import CENTRING
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("auto", "poly", "constant")
+SAMPLERS = ("auto", "slices", "patches")
+BLENDS = ("gaussian", "constant")
+EXPAND_TARGETS = ("ignore", "dense")
+CHECKPOINTS = ("best", "last")
+EVAL_SPLITS = ("auto", "train", "val", "test")
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...] | list[str]) -> None:
+    if value not in allowed:
+        raise DmspsError(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
+
+
+def _known(what: str, value: str, registry: dict) -> None:
+    """A name that must be in a registry (methods, networks)."""
+    if value not in registry:
+        raise DmspsError(f"unknown {what} '{value}' (choose from {', '.join(registry)})")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(NetworkSettings):
     """One training stage. Defaults are the paper's ACDC stage-1 settings."""
 
     method: str = "dmsps"  # a METHODS name: pce, dmsps, dmpls, full or a baseline
     iterations: int = 30000
     batch_size: int = 24
-    spatial_dims: int = 2  # 2: slices; 3: volumes
     # 2D "slices": every slice is resized to this; "patches": (Y, X) or (Z, Y, X) crops.
     # One number means the same size on every axis.
     patch_size: list[int] = field(default_factory=lambda: [256, 256])
@@ -43,7 +74,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9
-    pl_weight: float | None = None  # None: the method's default (DEFAULT_PL_WEIGHT)
+    pl_weight: float | None = None  # None: the method's default weight
     rampup: int = 100  # sigmoid ramp-up length of the pseudo-label weight; 0 = none
     # Pseudo-label loss: "authors" H(q, softmax(softmax(z))), the form the authors' code
     # computes, or "soft-ce" H(q, softmax(z)), the paper's formula (docs/method.md). The
@@ -51,16 +82,6 @@ class TrainConfig:
     # 0.866 against 0.854, docs/results.md section 8).
     pl_loss: str = "authors"
     augment: bool = True
-    features: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
-    # Dropout before each encoder level's second convolution; [] = the research code's
-    # [0.05, 0.1, 0.2, 0.3, 0.5], cut or extended to the depth of ``features``.
-    encoder_dropout: list[float] = field(default_factory=list)
-    network: str = "unet"
-    norm: str = "batch"  # batch | instance
-    activation: str = "leakyrelu"  # leakyrelu | relu
-    join: str = "reduce"  # decoder: reduce (1x1 conv, then upsample) | concat
-    head_kernel: int = 3  # output convolution: 3 (2D research code) | 1 (3D)
-    z_pooling: int = -1  # 3D: deepest down-steps that also halve Z (-1 = all)
     inference_overlap: float = 0.5  # sliding-window overlap (patch-trained models)
     inference_blend: str = "gaussian"  # sliding-window blending: gaussian | constant
     val_interval: int = 200
@@ -78,10 +99,10 @@ class TrainConfig:
     scribble_dir: str = ""  # train on these seeds instead of scribblesTr (stage 2)
 
     def __post_init__(self) -> None:
-        self.normalise()
+        self.complete()
 
-    def normalise(self) -> None:
-        """Accept the forms older configs and short CLI values use: ``patch_size: 256``
+    def complete(self) -> None:
+        """Fill in the short forms the CLI and older configs use: ``patch_size: 256``
         (release 0.1's square slice size) or one number for every axis."""
         ps = self.patch_size
         if isinstance(ps, int | float):
@@ -97,15 +118,73 @@ class TrainConfig:
             return self.sampler
         return "slices" if self.spatial_dims == 2 else "patches"
 
+    def check(self) -> None:
+        """Refuse settings that cannot work, before any data is read."""
+        self.check_network()
+        _known("network", self.network, NETWORKS)
+        _known("method", self.method, METHODS)
+        _one_of("pl_loss", self.pl_loss, list(PL_LOSSES))
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("schedule", self.schedule, SCHEDULES)
+        _one_of("sampler", self.sampler, SAMPLERS)
+        _one_of("centring", self.centring, CENTRING)
+        _one_of("inference_blend", self.inference_blend, BLENDS)
+        _one_of("amp", self.amp, ["auto", *AMP_CHOICES])
+        for name in ("iterations", "batch_size", "val_interval", "log_interval"):
+            if getattr(self, name) <= 0:
+                raise DmspsError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "momentum", "rampup", "patience", "stop_at"):
+            if getattr(self, name) < 0:
+                raise DmspsError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.pl_weight is not None and self.pl_weight < 0:
+            raise DmspsError(f"pl_weight must not be negative, got {self.pl_weight}")
+        if not 0 <= self.annotated_fraction <= 1:
+            raise DmspsError(f"annotated_fraction must be in [0, 1], got {self.annotated_fraction}")
+        if self.resolved_sampler == "slices" and self.spatial_dims != 2:
+            raise DmspsError("sampler 'slices' is 2D only; 3D training uses patches")
+        ps = self.patch_size
+        if len(ps) != self.spatial_dims or any(p <= 0 for p in ps):
+            raise DmspsError(
+                f"patch_size {ps} needs {self.spatial_dims} positive sizes for spatial_dims "
+                f"{self.spatial_dims}"
+            )
+        multiples = list(self.multiples)
+        if any(p % m for p, m in zip(ps, multiples, strict=True)):
+            raise DmspsError(
+                f"patch_size {ps} must be a multiple of {multiples} (axis by axis): the "
+                f"network pools {len(self.features) - 1} times"
+            )
+        if self.target_spacing:
+            if self.resolved_sampler != "patches":
+                raise DmspsError("target_spacing needs the patches sampler (sampler=patches)")
+            ts = self.target_spacing
+            if len(ts) != 3 or any(t < 0 for t in ts) or not any(t > 0 for t in ts):
+                raise DmspsError(
+                    "target_spacing needs 3 sizes in mm (Z, Y, X), each positive or 0 to keep "
+                    f"that axis, got {ts}"
+                )
+        if not 0 <= self.inference_overlap < 1:
+            raise DmspsError(f"inference_overlap must be in [0, 1), got {self.inference_overlap}")
+        for spec in self.normalization:
+            normalization.parse(spec)
+
 
 @dataclass
 class ExpandConfig:
     threshold: float = 0.1  # normalised-entropy threshold for confident pixels
     tta: bool = False  # also average over flips when expanding
     keep_largest: bool = True  # per slice (2D) / volume (3D) and class: largest component
-    # Stage-2 target: "ignore" (uncertain voxels unlabelled, scribbles merged; PyMIC) or
-    # "dense" (uncertain voxels are background; the authors' original scripts).
+    # Stage-2 target: "ignore" (uncertain voxels unlabelled, scribbles merged) or "dense"
+    # (uncertain voxels are background; the authors' original scripts).
     target: str = "ignore"
+    # Keep the auxiliary decoder's feature dropout on while predicting the uncertainty,
+    # as both author releases do (docs/method.md); off: both decoders see clean features.
+    aux_dropout: bool = False
+
+    def check(self) -> None:
+        if not 0 < self.threshold <= 1:
+            raise DmspsError(f"threshold must be in (0, 1], got {self.threshold}")
+        _one_of("target", self.target, EXPAND_TARGETS)
 
 
 @dataclass
@@ -118,6 +197,12 @@ class ScribbleConfig:
     @property
     def active(self) -> bool:
         return self.length != 1.0 or self.every_nth_slice != 1
+
+    def check(self) -> None:
+        if not 0.0 < self.length <= 1.0:
+            raise DmspsError(f"length must be in (0, 1], got {self.length}")
+        if self.every_nth_slice < 1:
+            raise DmspsError(f"every_nth_slice must be at least 1, got {self.every_nth_slice}")
 
 
 @dataclass
@@ -143,267 +228,34 @@ class RunConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-def _demo() -> RunConfig:
-    """Synthetic 96x96 data at native size; stage 2 with the paper's Adam lr 1e-4."""
-    s1 = TrainConfig(
-        iterations=600,
-        batch_size=8,
-        patch_size=[96, 96],
-        val_interval=100,
-        patience=1000,
-        rampup=50,
-        log_interval=10,
-        lr=0.03,
-    )
-    s2 = dataclasses.replace(
-        s1, optimizer="adam", lr=1e-4, weight_decay=1e-5, iterations=300, rampup=0
-    )
-    return RunConfig(preset="demo", stage1=s1, stage2=s2)
-
-
-def _acdc() -> RunConfig:
-    """CPU budget for ACDC (see docs/results.md for why these values)."""
-    s1 = TrainConfig(
-        iterations=4000, batch_size=24, patch_size=[128, 128], lr=0.03, val_interval=200
-    )
-    # Stage 2 uses annealed SGD, not the paper's constant-lr Adam: at this short budget
-    # Adam's last weights lost 0.018 Dice to stage 1 (5 seeds), SGD did not.
-    s2 = TrainConfig(
-        iterations=1000,
-        batch_size=24,
-        patch_size=[128, 128],
-        val_interval=200,
-        optimizer="sgd",
-        lr=0.003,
-        weight_decay=1e-4,
-    )
-    # Expansion at normalised entropy < 0.3, not the paper's 0.1: 0.1 left 41 % of the
-    # myocardium and 8 % of the background unlabelled, so stage 2 met almost no loss on
-    # its seeds; 0.3 put stage 2 at or above stage 1 (docs/results.md, section 3b).
-    return RunConfig(preset="acdc", stage1=s1, expand=ExpandConfig(threshold=0.3), stage2=s2)
-
-
-def _acdc_paper() -> RunConfig:
-    """The paper's setting: 256x256, batch 24, 30 000 + 20 000 iterations (GPU)."""
-    return RunConfig(preset="acdc-paper")
-
-
-def _acdc_authors() -> RunConfig:
-    """The authors' original 2D scripts (HiLab-git/DMSPS, ``code/train/A_train_*``) at
-    the paper's budget (GPU): the published pseudo-label loss H(q, softmax(softmax(z)))
-    at weight 8 with no ramp-up; expansion at normalised entropy < 0.1 with uncertain
-    pixels as background (``dense``); stage 2 with the same loss and SGD 0.01 with poly
-    decay for 30 000 iterations from stage 1's best weights (PyMIC's configuration uses
-    Adam 1e-4 instead, which ``acdc-paper`` follows)."""
-    s1 = TrainConfig(rampup=0, pl_loss="authors")
-    s2 = dataclasses.replace(s1)
-    return RunConfig(
-        preset="acdc-authors",
-        stage1=s1,
-        expand=ExpandConfig(threshold=0.1, target="dense"),
-        stage2=s2,
-    )
-
-
-#: The authors' 3D network (UNet_CCT_dp_3D): instance norm, ReLU, upsample-and-concatenate
-#: decoder, 1x1x1 output convolution.
-AUTHORS_3D = dict(spatial_dims=3, norm="instance", activation="relu", join="concat", head_kernel=1)
-
-
-def _paper_3d(name: str, threshold: float) -> RunConfig:
-    """The authors' WORD/BraTS recipe (meant for a GPU): 80 x 96 x 96 patches, batch 1,
-    SGD 0.01 with poly decay, 60 000 iterations per stage, validation every 200 with early
-    stopping after 10 000 without improvement, no augmentation, no ramp-up; stage 2 with
-    the same loss and optimiser from stage 1's best weights. Their original scripts
-    label uncertain voxels as background in the stage-2 target (``dense``)."""
-    s1 = TrainConfig(
-        **AUTHORS_3D,
-        patch_size=[80, 96, 96],
-        batch_size=1,
-        iterations=60000,
-        lr=0.01,
-        val_interval=200,
-        patience=10000,
-        augment=False,
-        rampup=0,
-        annotated_fraction=0.0,  # the authors crop patches uniformly at random
-    )
-    s2 = dataclasses.replace(s1)
-    return RunConfig(
-        preset=name, stage1=s1, expand=ExpandConfig(threshold=threshold, target="dense"), stage2=s2
-    )
-
-
-def _cpu_3d(
-    name: str, threshold: float, spacing: list[float], augment: bool, pl_loss: str = "authors"
-) -> RunConfig:
-    """A 2-core CPU budget for the same task (about an hour; see docs/3d.md): cases
-    resampled to ``spacing`` mm, 48 x 64 x 64 patches (half of them centred on a
-    scribble), 1 500 + 500 iterations, validation every 500, and the ``ignore`` stage-2
-    target (uncertain voxels unlabelled, scribbles kept). Augmentation flips and turns
-    the plane, so it is off where left and right differ (abdominal organs)."""
-    s1 = TrainConfig(
-        **AUTHORS_3D,
-        patch_size=[48, 64, 64],
-        target_spacing=spacing,
-        batch_size=2,
-        iterations=1500,
-        lr=0.01,
-        val_interval=500,
-        patience=10000,
-        rampup=0,
-        inference_overlap=0.25,
-        augment=augment,
-        pl_loss=pl_loss,
-    )
-    s2 = dataclasses.replace(s1, iterations=500, lr=0.003)
-    return RunConfig(preset=name, stage1=s1, expand=ExpandConfig(threshold=threshold), stage2=s2)
-
-
-def _acdc_3d() -> RunConfig:
-    """ACDC volumes as 3D (real scribbles): the authors' 3D network with Z pooled only at
-    the two deepest levels (ACDC slices are 5-10 mm), resampled in-plane to 3 mm so an
-    8 x 96 x 96 patch (half centred on a scribble) sees most of a slice, as the 2D
-    preset's 128 x 128 input does; batch 2, in-plane augmentation, 1 500 + 400
-    iterations: a 2-core CPU budget of about an hour. Adam at lr 0.002 with poly decay
-    and a ramp-up over the first 300. At the native ~1.5 mm (a 144 mm window), validation
-    Dice was 0.18 after 500 iterations, as with the paper's SGD 0.01 (docs/results.md,
-    section 7). The paper's pseudo-label loss form: the authors' over-grew the myocardium
-    (stage 1 0.490, Myo 0.09, against 0.610; docs/results.md, section 7)."""
-    s1 = TrainConfig(
-        **AUTHORS_3D,
-        pl_loss="soft-ce",
-        z_pooling=2,
-        patch_size=[8, 96, 96],
-        target_spacing=[0.0, 3.0, 3.0],
-        batch_size=2,
-        iterations=1500,
-        optimizer="adam",
-        schedule="poly",
-        lr=0.002,
-        weight_decay=0.0,
-        val_interval=250,
-        rampup=300,
-        inference_overlap=0.25,
-    )
-    s2 = dataclasses.replace(s1, iterations=400, lr=0.001, rampup=0)
-    return RunConfig(preset="acdc-3d", stage1=s1, expand=ExpandConfig(threshold=0.3), stage2=s2)
-
-
-def _demo_3d(
-    name: str,
-    patch: list[int],
-    spacing: list[float],
-    augment: bool,
-    iterations: int,
-    pl_weight: float | None = None,
-    norm: str = "instance",
-    pl_loss: str = "authors",
-    rampup_parts: int = 3,
-) -> RunConfig:
-    """3D demo on synthetic data in minutes on 2 CPU cores: the authors' 3D network at
-    half width, Adam (converges in the few hundred iterations a CPU demo affords; the
-    paper's SGD needs tens of thousands), a long ramp-up (over the first
-    1/``rampup_parts`` of stage 1) so the scribble loss shapes the network before the
-    pseudo-label term weighs in. ``norm="batch"`` where the patch is
-    pooled to so few voxels that InstanceNorm's per-sample statistics carry no signal."""
-    s1 = TrainConfig(
-        **(AUTHORS_3D | {"norm": norm}),
-        features=[8, 16, 32, 64, 128],
-        patch_size=patch,
-        target_spacing=spacing,
-        batch_size=4,
-        iterations=iterations,
-        optimizer="adam",
-        schedule="poly",
-        lr=0.002,
-        weight_decay=0.0,
-        rampup=iterations // rampup_parts,
-        val_interval=iterations // 6,
-        patience=10000,
-        augment=augment,
-        inference_overlap=0.25,
-        pl_weight=pl_weight,
-        pl_loss=pl_loss,
-    )
-    s2 = dataclasses.replace(
-        s1, iterations=iterations // 3, lr=0.001, rampup=0, val_interval=iterations // 6
-    )
-    return RunConfig(preset=name, stage1=s1, expand=ExpandConfig(threshold=0.3), stage2=s2)
-
-
-PRESETS = {
-    "demo": _demo,
-    # Four MRI sequences at 3 mm cost 2.5x the abdomen's step: fewer iterations. The brain
-    # demo's 600 + 200 left stage 2 at 0.787; 800 + 266 reached 0.801 in 13.6 min.
-    # Abdomen: pseudo-label weight 2, not the paper's 8 (0.670 -> 0.731 against
-    # 0.602 -> 0.680); BatchNorm, not InstanceNorm, since 16 x 48 x 48 pools to 1 x 3 x 3
-    # (0.732 -> 0.738 against 0.670 -> 0.731); 6 mm voxels, not 8, for the small organs
-    # (0.767 -> 0.771 in 10.5 min against 0.732 -> 0.738 in 8.8 min); the ramp-up over
-    # half of stage 1, not a third, since with a third the pseudo-labels locked the spleen
-    # out in some runs; 2 000 + 666 iterations (on venous CT, the demo's default: 0.804 in
-    # 11.8 min bf16, 0.800 in 12.9 min fp32; 1 500 + 500 gave 0.799; docs/3d.md).
-    "demo-abdomen": lambda: _demo_3d(
-        "demo-abdomen",
-        [16, 48, 48],
-        [6.0, 6.0, 6.0],
-        False,
-        2000,
-        pl_weight=2.0,
-        norm="batch",
-        rampup_parts=2,
-    ),
-    # Brain: the paper's loss form. The authors' form (every other preset's default)
-    # over-grew the edema here: stage 2 0.590 at weight 8 and 0.568 at weight 2, against
-    # 0.807 (docs/3d.md). brats-cpu follows the demo, untested on real BraTS.
-    # Its predictions keep each class's largest component: on other synthetic data
-    # (`--seed 1` / `2`) stray blobs cost 0.009 / 0.031 (0.881 -> 0.891, 0.772 -> 0.803),
-    # on the default data nothing (0.807).
-    "demo-brain": lambda: dataclasses.replace(
-        _demo_3d("demo-brain", [32, 48, 48], [], True, 800, pl_loss="soft-ce"),
-        largest_component=True,
-    ),
-    "acdc": _acdc,
-    "acdc-paper": _acdc_paper,
-    "acdc-authors": _acdc_authors,
-    "acdc-3d": _acdc_3d,
-    "word": lambda: _paper_3d("word", 0.3),
-    "word-cpu": lambda: _cpu_3d("word-cpu", 0.3, [4.0, 4.0, 4.0], augment=False),
-    "brats": lambda: _paper_3d("brats", 0.4),
-    "brats-cpu": lambda: _cpu_3d(
-        "brats-cpu", 0.4, [2.0, 2.0, 2.0], augment=True, pl_loss="soft-ce"
-    ),
-}
-
-#: One line per preset for --help texts.
-PRESET_HELP = {
-    "demo": "synthetic 2D cardiac data, CPU minutes",
-    "demo-abdomen": "synthetic 3D abdominal CT (dmsps demo --task abdomen)",
-    "demo-brain": "synthetic 3D brain-tumour MRI (dmsps demo --task brain)",
-    "acdc": "ACDC, CPU budget: 128 x 128 slices, 4 000 + 1 000 iterations",
-    "acdc-paper": "ACDC, the paper's 256 x 256, batch 24, 30 000 + 20 000 iterations (GPU)",
-    "acdc-authors": "ACDC, the authors' original scripts: published loss form, no ramp-up, "
-    "dense stage-2 target, stage 2 SGD 0.01 for 30 000 iterations (GPU)",
-    "acdc-3d": "ACDC volumes in 3D, CPU budget",
-    "word": "WORD CT, the paper's 3D setting: 80 x 96 x 96 patches, 60 000 + 60 000 (GPU)",
-    "word-cpu": "WORD CT on a 2-core CPU in about an hour (4 mm voxels, 48 x 64 x 64)",
-    "brats": "BraTS 2020, the paper's 3D setting (GPU)",
-    "brats-cpu": "BraTS 2020 on a 2-core CPU in about an hour (2 mm voxels, 48 x 64 x 64)",
-}
-
-
-def preset_help() -> str:
-    return "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items())
-
-
-def preset(name: str) -> RunConfig:
-    if name not in PRESETS:
-        raise DmspsError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})")
-    return PRESETS[name]()
+    def check(self) -> None:
+        """Every section's check, with the section named in the message."""
+        for name in ("stage1", "stage2", "expand", "scribbles"):
+            try:
+                getattr(self, name).check()
+            except DmspsError as exc:
+                raise DmspsError(f"{name}: {exc}") from None
+        _one_of("checkpoint", self.checkpoint, CHECKPOINTS)
+        _one_of("eval_split", self.eval_split, EVAL_SPLITS)
+        for key in ("init_from", "scribble_dir"):  # the pipeline sets both (stage 1 -> expand)
+            if getattr(self.stage2, key):
+                raise DmspsError(
+                    f"stage2.{key} is set by the pipeline (stage 1's checkpoint, the expanded "
+                    f"seeds), not by --set; to train stage 2 on your own, use `dmsps train "
+                    f"--stage 2 --{key.replace('_', '-')} ...`"
+                )
 
 
 # --- parsing overrides ---------------------------------------------------------------
+def _type_name(typ: Any) -> str:
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    return "null" if typ is type(None) else typ.__name__
+
+
 def _parse_value(text: str, typ: Any, name: str) -> Any:
     origin = typing.get_origin(typ)
     args = typing.get_args(typ)
@@ -413,7 +265,10 @@ def _parse_value(text: str, typ: Any, name: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _parse_value(text, inner[0], name)
     if origin is list:
-        return [_parse_value(t, args[0], name) for t in text.replace(",", " ").split()]
+        items = text.replace(",", " ").split()
+        if typing.get_origin(args[0]) is list:  # per-level sizes: 1x3x3,1x3x3,3x3x3
+            return [_parse_value(t.replace("x", " "), args[0], name) for t in items]
+        return [_parse_value(t, args[0], name) for t in items]
     try:
         if typ is bool:
             low = text.lower()
@@ -448,56 +303,98 @@ def set_field(cfg: Any, dotted: str, text: str) -> None:
 
 
 def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
+    """A copy of ``cfg`` with ``section.field=value`` pairs applied (not yet checked)."""
     cfg = copy.deepcopy(cfg)
     for pair in pairs:
         if "=" not in pair:
             raise DmspsError(f"override '{pair}' must look like section.field=value")
         key, value = pair.split("=", 1)
         set_field(cfg, key.strip(), value.strip())
-    _normalise_tree(cfg)
+    _complete_tree(cfg)
     return cfg
 
 
-def _normalise_tree(cfg: Any) -> None:
-    if hasattr(cfg, "normalise"):
-        cfg.normalise()
+def _complete_tree(cfg: Any) -> None:
+    if hasattr(cfg, "complete"):
+        cfg.complete()
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
-            _normalise_tree(value)
+            _complete_tree(value)
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--field`` option per TrainConfig field (default: the preset's value)."""
-    group = parser.add_argument_group("training settings (override the preset)")
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        group.add_argument(
-            flag, dest=f"cfg_{f.name}", default=None, metavar="V", help=_HELP.get(f.name)
-        )
+# --- reading saved settings ----------------------------------------------------------
+def _from_json(typ: Any, value: Any, where: str) -> Any:
+    """``value`` (parsed JSON) as ``typ``, checked; ``where`` names it in errors."""
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise DmspsError(f"{where or 'the settings'} must be an object, not {value!r}")
+        hints = _hints(typ)
+        kwargs = {}
+        for key, item in value.items():
+            if key not in hints:
+                known = ", ".join(hints)
+                raise DmspsError(f"unknown setting '{where}{key}' (known here: {known})")
+            kwargs[key] = _from_json(hints[key], item, f"{where}{key}.")
+        return typ(**kwargs)
+    name = where.rstrip(".")
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _from_json(inner[0], value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise DmspsError(f"{name} must be a {_type_name(typ)}, not {value!r}")
+        return [_from_json(args[0], v, where) for v in value]
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(typ, True)
+    if not ok:
+        raise DmspsError(f"{name} must be {_type_name(typ)}, not {value!r}")
+    return float(value) if typ is float else value
 
 
-def add_set_argument(parser: argparse.ArgumentParser, help: str) -> None:
-    """The repeatable ``--set SECTION.FIELD=VALUE`` option of pipeline commands."""
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help=help,
-    )
+def from_dict(cls, data: dict) -> Any:
+    """Rebuild a dataclass tree from parsed JSON; unknown keys and wrong types are errors,
+    missing keys take their defaults (settings added since the file was written)."""
+    return _from_json(cls, data, "")
 
 
-def train_overrides(args: argparse.Namespace) -> list[str]:
-    out = []
-    for f in fields(TrainConfig):
-        value = getattr(args, f"cfg_{f.name}", None)
-        if value is not None:
-            out.append(f"{f.name}={value}")
-    return out
+def read_settings(path: str | Path, cls: type | None = None) -> Any:
+    """The one reader of saved settings: a run's ``config.json`` (RunConfig) or a stage
+    folder's (TrainConfig); ``cls=None`` tells them apart by their keys. Every problem
+    (missing, not JSON, unknown setting, wrong type, a value its check refuses) is one
+    line that names the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DmspsError(f"{path}: settings file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DmspsError(f"{path}: cannot read settings ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DmspsError(f"{path}: not valid JSON ({exc})") from None
+    if cls is None:
+        cls = RunConfig if isinstance(data, dict) and "stage1" in data else TrainConfig
+    try:
+        cfg = from_dict(cls, data)
+        _complete_tree(cfg)
+        cfg.check()
+    except DmspsError as exc:
+        raise DmspsError(f"{path}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise DmspsError(f"{path}: not a dmsps settings file ({exc})") from None
+    return cfg
 
 
+# --- comparing settings --------------------------------------------------------------
 #: TrainConfig fields a run or stage folder may be resumed or reused with other values
 #: of: where and how fast it runs, how it logs, where it stops. They do not change what
 #: is trained.
@@ -541,28 +438,56 @@ def refuse_other_settings(old: dict, new: dict, what: str, advice: str) -> None:
         raise DmspsError(f"{what} ({'; '.join(diffs[:5])}); {advice}")
 
 
-def from_dict(cls, data: dict) -> Any:
-    """Rebuild a dataclass tree from saved JSON (unknown keys are an error)."""
-    hints = _hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        if key not in hints:
-            raise DmspsError(f"unknown config field '{key}' for {cls.__name__}")
-        typ = hints[key]
-        kwargs[key] = from_dict(typ, value) if dataclasses.is_dataclass(typ) else value
-    return cls(**kwargs)
+def refuse_other_saved(path: Path, cfg: Any, what: str, advice: str) -> None:
+    """``refuse_other_settings`` against the settings saved in ``path`` (read through
+    ``read_settings``, so that a setting added since then takes its default)."""
+    old = read_settings(path, type(cfg))
+    refuse_other_settings(asdict(old), asdict(cfg), what, advice)
 
 
-def load_run_config(path: Path) -> RunConfig:
-    try:
-        return from_dict(RunConfig, json.loads(Path(path).read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise DmspsError(f"{path}: cannot read config ({exc})") from None
+# --- command-line options ------------------------------------------------------------
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--field`` option per TrainConfig field (default: the preset's value)."""
+    group = parser.add_argument_group("training settings (override the preset)")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        group.add_argument(
+            flag, dest=f"cfg_{f.name}", default=None, metavar="V", help=field_help(f.name)
+        )
+
+
+def add_set_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable ``--set SECTION.FIELD=VALUE`` option of pipeline commands."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help=help,
+    )
+
+
+def train_overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    for f in fields(TrainConfig):
+        value = getattr(args, f"cfg_{f.name}", None)
+        if value is not None:
+            out.append(f"{f.name}={value}")
+    return out
+
+
+def field_help(name: str) -> str | None:
+    """Help of one TrainConfig field; the lists of methods and networks come from their
+    registries, so they cannot drift from what exists."""
+    if name == "method":
+        return f"training method: {method_help()} (docs/method.md)"
+    if name == "network":
+        return f"network architecture: {' | '.join(NETWORKS)} (docs/CONTRIBUTING.md)"
+    return _HELP.get(name)
 
 
 _HELP = {
-    "method": "pce | dmsps | dmpls | full, or a baseline: em | tv | mumford-shah | pce-dice | "
-    "gatedcrf | ustm | s2l | random-walker (docs/method.md)",
     "iterations": "training iterations",
     "batch_size": "slices per step",
     "patch_size": "slices: resize every slice to this; patches: patch size, (Y, X) or "
@@ -581,21 +506,24 @@ _HELP = {
     "cache_dir": "folder for the preprocessed-case cache (default OUT/cache)",
     "encoder_dropout": "dropout per encoder level, e.g. 0,0,0,0,0 (default: the research "
     "code's 0.05,0.1,0.2,0.3,0.5)",
-    "network": "network architecture: unet | attention-unet | unetpp (docs/CONTRIBUTING.md)",
+    "feature_dropout": "channel dropout of the auxiliary decoder's inputs (default 0.5)",
     "norm": "batch | instance",
     "activation": "leakyrelu | relu",
     "join": "decoder up-step: reduce (1x1 conv then upsample) | concat",
     "head_kernel": "output convolution size: 3 or 1",
     "z_pooling": "3D: how many of the deepest down-steps also halve Z (-1 = all; fewer "
-    "for thick slices)",
+    "for thick slices; pool_strides replaces it)",
+    "kernel_sizes": "convolution kernel per level, e.g. 1x3x3,1x3x3,3x3x3,3x3x3,3x3x3 "
+    "(default 3 on every axis)",
+    "pool_strides": "pooling stride per down-step, e.g. 1x2x2,1x2x2,2x2x2,2x2x2 (default: "
+    "2 in-plane, Z as z_pooling says)",
     "inference_overlap": "sliding-window overlap in [0, 1)",
     "inference_blend": "sliding-window blending: gaussian | constant",
     "optimizer": "sgd | adam",
     "schedule": "learning-rate schedule: auto (poly decay for sgd, constant for adam) | "
     "poly | constant",
     "lr": "initial learning rate",
-    "pl_weight": "weight of the second loss term (default per method: dmsps 8, dmpls 0.5, "
-    "em 0.1, tv 0.01, mumford-shah 1e-6, pce-dice 1, gatedcrf 0.1, ustm 1, s2l 0.5)",
+    "pl_weight": "weight of the second loss term (default: the method's, see --method)",
     "rampup": "iterations of sigmoid ramp-up of the pseudo-label weight (0: none, as the "
     "authors' original scripts)",
     "pl_loss": "pseudo-label loss: authors (H(q, softmax(softmax(z))), what the authors' "

@@ -49,3 +49,12 @@ def describe_os_error(exc: OSError) -> str:
     path = exc.filename if exc.filename is not None else exc.filename2
     hint = _OS_HINTS.get(exc.errno or 0) or exc.strerror or str(exc)
     return f"{path}: {hint}" if path is not None else hint
+
+
+def missing_extra(extra: str, feature: str, exc: ImportError) -> DmspsError:
+    """One line for an optional feature whose packages are not installed: which package
+    is missing and the extra that brings it (``pip install "dmsps[onnx]"``)."""
+    return DmspsError(
+        f"{feature} needs the optional '{extra}' packages ({exc.name or exc} is missing): "
+        f'pip install "dmsps[{extra}]" (in a source checkout: pip install -e ".[{extra}]")'
+    )

@@ -71,11 +71,11 @@ def test_compare_tabulates_skips_finished_runs_and_adds_stage2(tiny_dataset, tmp
     assert float(rows["dmsps", "stage1"]["dice_mean"]) == pytest.approx(
         statistics.fmean(fg), abs=1e-6
     )
-    assert float(rows["dmsps", "stage1"]["dice_sd"]) == pytest.approx(
+    assert float(rows["dmsps", "stage1"]["dice_std"]) == pytest.approx(
         statistics.stdev(fg), abs=1e-6
     )
     myo = [r["classes"][1]["dice"]["mean"] for r in runs]
-    assert float(rows["dmsps", "stage1"]["dice_Myo_sd"]) == pytest.approx(
+    assert float(rows["dmsps", "stage1"]["dice_Myo_std"]) == pytest.approx(
         statistics.stdev(myo), abs=1e-6
     )
 

@@ -32,7 +32,7 @@ def test_predict_cli_on_plain_folder_and_errors(tiny_dataset, tmp_path, capsys, 
         lab[1, 10:14, 20:24] = 3
         return lab
 
-    monkeypatch.setattr("dmsps.inference.predictor.labels", blobs)
+    monkeypatch.setattr("dmsps.inference.predictor.label_map", blobs)
     for flag, folder in (([], "p_raw"), (["--largest-component"], "p_lcc")):
         assert main(["predict", ckpt, str(src), str(tmp_path / folder), *flag, "--quiet"]) == 0
     raw = np.asarray(nib.load(tmp_path / "p_raw/case006.nii.gz").dataobj)

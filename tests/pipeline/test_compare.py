@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dmsps.config import PRESETS, apply_overrides
+from dmsps.config import apply_overrides
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.pipeline.compare import (
@@ -16,10 +16,11 @@ from dmsps.pipeline.compare import (
     stage1_record,
     table_markdown,
 )
+from dmsps.presets import PRESETS
 
 
 def _one_run(out: Path, *overrides: str):
-    base = apply_overrides(PRESETS["demo"](), list(overrides))
+    base = apply_overrides(PRESETS["demo"].build(), list(overrides))
     return plan_runs(base, ["pce"], 1, out, stage2=False)
 
 
@@ -49,11 +50,11 @@ def test_the_loss_form_matters_only_to_dmsps_runs(tiny_dataset, tmp_path):
     """Runs made before the default loss form changed: a pce run is still the same run,
     a dmsps run is not."""
     for method, reused in (("pce", True), ("dmsps", False)):
-        base = apply_overrides(PRESETS["demo"](), ["stage1.pl_loss=soft-ce"])
+        base = apply_overrides(PRESETS["demo"].build(), ["stage1.pl_loss=soft-ce"])
         old = plan_runs(base, [method], 1, tmp_path / method, stage2=False)[0]
         old.folder.mkdir(parents=True)
         (old.folder / "compare.json").write_text(json.dumps(stage1_record(old, "val")))
-        new = plan_runs(PRESETS["demo"](), [method], 1, tmp_path / method, stage2=False)
+        new = plan_runs(PRESETS["demo"].build(), [method], 1, tmp_path / method, stage2=False)
         assert new[0].cfg.stage1.pl_loss == "authors"
         if reused:
             check_before_training(Dataset(tiny_dataset), new, "val")
@@ -68,9 +69,9 @@ def test_markdown_table_bolds_only_the_best_mean_dice():
             "method": method,
             "stage": "stage1",
             "seeds": [0],
-            "dice": {"mean": dice, "sd": None},
-            "classes": [{"name": "LV", "dice": {"mean": dice, "sd": None}}],
-            "hd95": {"mean": 5.0, "sd": None, "n": 1},
+            "dice": {"mean": dice, "std": None},
+            "classes": [{"name": "LV", "dice": {"mean": dice, "std": None}}],
+            "hd95": {"mean": 5.0, "std": None, "n": 1},
             "train_minutes": {"mean": 2.0},
         }
 

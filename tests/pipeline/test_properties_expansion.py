@@ -114,7 +114,7 @@ def test_ignore_target_adds_confident_argmax_seeds_and_keeps_scribbles(
     # every other seed is a confident prediction: u below the threshold, the argmax class
     p = probs.numpy()
     u = normalised_entropy(probs).numpy()
-    argmax = p.argmax(0)  # ties: the first class, as documented in uncertainty.labels
+    argmax = p.argmax(0)  # ties: the first class, as documented in uncertainty.label_map
     confident = u < threshold
     added = (seeds != ignore) & ~annotated
     assert confident[added].all()

@@ -9,9 +9,10 @@ import subprocess
 
 import pytest
 
-from dmsps.config import apply_overrides, preset
+from dmsps.config import apply_overrides
 from dmsps.pipeline.report import case_scores, read_log, svg_plot
 from dmsps.pipeline.runner import run_pipeline
+from dmsps.presets import preset
 
 
 def _chromium() -> str:

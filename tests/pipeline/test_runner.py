@@ -8,9 +8,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from dmsps.config import apply_overrides, preset
+from dmsps.config import apply_overrides
 from dmsps.errors import DmspsError
 from dmsps.pipeline.runner import run_pipeline
+from dmsps.presets import preset
 
 
 def _tiny_cfg(tmp_iters: int = 4):
@@ -76,7 +77,7 @@ def test_pipeline_end_to_end_resumes_and_keeps_geometry(tiny_dataset, tmp_path):
 
 def test_bad_settings_fail_before_the_run_folder_records_them(tiny_dataset, tmp_path):
     out = tmp_path / "run"
-    for bad, words in (("stage2.val_interval=0", "val_interval"), ("checkpoint=x", "'best'")):
+    for bad, words in (("stage2.val_interval=0", "val_interval"), ("checkpoint=x", "best, last")):
         with pytest.raises(DmspsError, match=words):
             run_pipeline(tiny_dataset, out, apply_overrides(_tiny_cfg(), [bad]), progress=False)
         assert not (out / "config.json").exists()
@@ -108,7 +109,7 @@ def test_sparser_scribbles_are_made_in_the_run_folder_and_used(tiny_dataset, tmp
     # Both metric conventions are written beside each other.
     medpy = json.loads((out / "metrics/stage2/summary_medpy.json").read_text())
     assert medpy["conventions"]["name"] == "medpy"
-    with pytest.raises(DmspsError, match=r"scribbles\.length"):
+    with pytest.raises(DmspsError, match="scribbles: length must be in"):
         bad = apply_overrides(_tiny_cfg(), ["scribbles.length=0"])
         run_pipeline(tiny_dataset, tmp_path / "bad", bad, progress=False)
 
@@ -126,7 +127,7 @@ def test_largest_component_setting_cleans_the_run_predictions(tiny_dataset, tmp_
         lab[0, 20:22, 20:22] = 1  # stray
         return lab
 
-    monkeypatch.setattr("dmsps.inference.predictor.labels", blobs)
+    monkeypatch.setattr("dmsps.inference.predictor.label_map", blobs)
     components = {}
     for flag in ("false", "true"):
         out = tmp_path / flag

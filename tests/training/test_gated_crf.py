@@ -13,7 +13,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import dmsps.training.gated_crf  # noqa: F401  (registers `gatedcrf`)
 from dmsps.training.gated_crf import (
     DEFAULT_DOWNSCALE,
     DEFAULT_KERNELS,
@@ -22,7 +21,8 @@ from dmsps.training.gated_crf import (
     gated_crf_loss,
 )
 from dmsps.training.losses import partial_ce
-from dmsps.training.methods import DEFAULT_PL_WEIGHT, METHODS, Batch, build_method
+from dmsps.training.method_base import Batch
+from dmsps.training.methods import DEFAULT_PL_WEIGHT, METHODS, build_method
 
 IGN = 4
 

@@ -14,7 +14,8 @@ from dmsps.training.losses import (
     sigmoid_rampup,
     soft_ce,
 )
-from dmsps.training.methods import Batch, build_method
+from dmsps.training.method_base import Batch
+from dmsps.training.methods import build_method
 
 IGN = 4
 

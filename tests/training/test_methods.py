@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from dmsps.errors import DmspsError
 from dmsps.training.losses import dice_loss
-from dmsps.training.methods import METHODS, Batch, build_method
+from dmsps.training.method_base import Batch
+from dmsps.training.methods import METHODS, build_method
 from dmsps.training.teacher import EmaTeacher
 
 IGN = 4

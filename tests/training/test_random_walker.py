@@ -10,7 +10,8 @@ import torch
 
 from dmsps.config import TrainConfig
 from dmsps.data.layout import Dataset
-from dmsps.training.methods import Batch, build_method
+from dmsps.training.method_base import Batch
+from dmsps.training.methods import build_method
 from dmsps.training.random_walker import grow
 from dmsps.training.trainer import Trainer
 

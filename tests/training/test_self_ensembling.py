@@ -16,7 +16,8 @@ from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.models.checkpoint import load_checkpoint, save_checkpoint
 from dmsps.training.losses import sigmoid_rampup
-from dmsps.training.methods import DEFAULT_PL_WEIGHT, Batch, build_method
+from dmsps.training.method_base import Batch
+from dmsps.training.methods import DEFAULT_PL_WEIGHT, build_method
 from dmsps.training.self_ensembling import USTM_PASSES, predictive_entropy
 from dmsps.training.teacher import EmaTeacher
 from dmsps.training.trainer import Trainer

@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from dmsps.io.atomic import atomic_path
+
 #: Flags that keep a headless Chromium off the network and out of the user's profile.
 FLAGS = (
     "--headless",
@@ -328,5 +330,6 @@ class Page:
     def screenshot(self, path: str | Path | None = None) -> bytes:
         data = base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"])
         if path is not None:
-            Path(path).write_bytes(data)
+            with atomic_path(Path(path), suffix=".png") as tmp:
+                tmp.write_bytes(data)
         return data

@@ -6,7 +6,8 @@ import argparse
 import shlex
 from pathlib import Path
 
-from dmsps.config import add_set_argument, preset_help
+from dmsps.config import add_set_argument
+from dmsps.presets import preset_help
 
 NAME = "compare"
 HELP = "train and evaluate several methods x seeds at the same budget; one table + plot"
@@ -24,10 +25,10 @@ then cost more training than the others' (the table's training time shows it).
 
 Writes into --out:
   runs/<method>-s<seed>/   each run, laid out as `dmsps run` lays out its run folder
-  comparison.csv           per method and stage: mean ± sd over seeds of each run's mean
+  comparison.csv           per method and stage: mean ± std over seeds of each run's mean
                            foreground Dice, per-class Dice and HD95; training minutes
   comparison.md            the same table in Markdown, with the command line and the date
-  comparison.png           bar plot of mean foreground Dice with sd error bars
+  comparison.png           bar plot of mean foreground Dice with std error bars
 
 Rerun the same command after an interruption: finished runs are skipped, an interrupted
 one resumes. Adding methods or seeds later trains only the new runs; a run folder made
@@ -93,13 +94,14 @@ def command_line(args: argparse.Namespace, methods: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmsps.config import apply_overrides, preset
+    from dmsps.config import apply_overrides
     from dmsps.pipeline.compare import (
         check_overrides,
         parse_methods,
         run_comparison,
         table_markdown,
     )
+    from dmsps.presets import preset
 
     methods = parse_methods(args.methods)
     check_overrides(args.overrides)

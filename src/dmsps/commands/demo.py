@@ -125,9 +125,10 @@ def _prepare(
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmsps.config import apply_overrides, preset
+    from dmsps.config import apply_overrides
     from dmsps.errors import DmspsError
     from dmsps.pipeline.runner import run_pipeline
+    from dmsps.presets import preset
 
     if args.cases is not None and args.cases < 5:
         raise DmspsError(f"--cases must be at least 5 (train, val and test), got {args.cases}")

@@ -88,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace reports in --out that hold other results (default: refuse)",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         allow_missing=args.allow_missing,
         conventions=("monai", "medpy") if args.convention == "both" else (args.convention,),
         force=args.force,
+        progress=not args.quiet,
     )
     tables = [summary, *summary.get("other_conventions", {}).values()]
     for i, table in enumerate(tables):

@@ -20,7 +20,8 @@ a scribble-layout folder (one NIfTI per case) usable with `dmsps train --scribbl
 OUT`, plus expand_summary.json (pixels added per class and, when labels exist, their accuracy).
 
 Rerunning the same command resumes: seeds already in OUT are kept. OUT holding an
-expansion with other settings (checkpoint, --threshold, --tta, --target) is refused;
+expansion with other settings (checkpoint, --threshold, --tta, --target, --aux-dropout)
+is refused;
 --force computes every seed again and replaces it.
 """
 
@@ -38,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ignore: uncertain voxels unlabelled, scribbles kept (default); dense: "
         "uncertain voxels background (the authors' original scripts)",
     )
+    parser.add_argument(
+        "--aux-dropout",
+        action="store_true",
+        help="keep the auxiliary decoder's feature dropout on while predicting, as both "
+        "author releases do (docs/method.md)",
+    )
     parser.add_argument("--split", default="train", help="cases to expand (default train)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
@@ -48,12 +55,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _settings(args: argparse.Namespace):
+    """The options as ExpandConfig, checked as `dmsps run` checks its expand section."""
+    from dmsps.config import ExpandConfig
+
+    cfg = ExpandConfig(
+        threshold=args.threshold, tta=args.tta, target=args.target, aux_dropout=args.aux_dropout
+    )
+    try:
+        cfg.check()
+    except DmspsError as exc:
+        raise DmspsError(f"--{exc}") from None
+    return cfg
+
+
 def run(args: argparse.Namespace) -> int:
     from dmsps.data.layout import Dataset
     from dmsps.pipeline.expansion import expand_dataset, format_summary
 
-    if not 0 < args.threshold <= 1:
-        raise DmspsError("--threshold must be in (0, 1]")
+    cfg = _settings(args)
     ds = Dataset(args.dataset)
     if is_within(args.out, ds.root):
         raise DmspsError(f"{args.out}: refusing to write into the dataset folder")
@@ -64,11 +84,9 @@ def run(args: argparse.Namespace) -> int:
         ds,
         ds.split(args.split),
         args.out,
-        args.threshold,
-        args.tta,
+        cfg,
         device=args.device,
         progress=not args.quiet,
-        target=args.target,
         overwrite=args.force,
     )
     print(format_summary(summary))
@@ -85,15 +103,13 @@ def _check_earlier(args: argparse.Namespace) -> None:
     try:
         old = json.loads(path.read_text())
         old_checkpoint = Path(old["checkpoint"]).resolve()
-        before = (old["threshold"], old["tta"], old["target"])
+        # Summaries written before aux_dropout existed were made without it.
+        before = (old["threshold"], old["tta"], old["target"], old.get("aux_dropout", False))
     except (ValueError, KeyError, TypeError):
         raise DmspsError(f"{path}: not an expansion summary; use --force to replace it") from None
-    now = (args.threshold, args.tta, args.target)
-    diffs = [
-        f"{name} {a} -> {b}"
-        for name, a, b in zip(("threshold", "tta", "target"), before, now, strict=True)
-        if a != b
-    ]
+    now = (args.threshold, args.tta, args.target, args.aux_dropout)
+    names = ("threshold", "tta", "target", "aux_dropout")
+    diffs = [f"{n} {a} -> {b}" for n, a, b in zip(names, before, now, strict=True) if a != b]
     if old_checkpoint != args.checkpoint.resolve():
         diffs.append(f"checkpoint {old['checkpoint']} -> {args.checkpoint}")
     if diffs:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dmsps.config import add_set_argument, preset_help
+from dmsps.commands.plan import add_plan_arguments
+from dmsps.config import add_set_argument
+from dmsps.planning.planner import BUDGETS
+from dmsps.presets import preset_help
 
 NAME = "run"
 HELP = "stage 1 -> expand -> stage 2 -> predict -> evaluate -> report, resumable"
@@ -26,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument(
-        "--preset", default="acdc", metavar="NAME", help=f"settings to start from; {preset_help()}"
+        "--preset",
+        default="acdc",
+        metavar="NAME|FILE",
+        help=f"settings to start from; {preset_help()}; or auto: plan them for this "
+        "dataset first (`dmsps plan`; --budget, --dims), saved as OUT/plan.json",
     )
     add_set_argument(
         parser,
@@ -36,10 +43,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (both stages)")
     parser.add_argument("--seed", type=int, default=None, help="seed for both stages")
     parser.add_argument("--quiet", action="store_true")
+    plan = parser.add_argument_group("with --preset auto")
+    add_plan_arguments(plan, BUDGETS)
+
+
+def _settings(args: argparse.Namespace):
+    """The --preset value's settings; ``auto`` plans them, once per run folder."""
+    from dmsps.config import read_settings
+    from dmsps.io.atomic import write_json
+    from dmsps.presets import preset
+
+    if args.preset != "auto":
+        return preset(args.preset)
+    saved = args.out / "plan.json"
+    if saved.is_file():  # a resumed run keeps the plan it started with
+        return read_settings(saved)
+    from dmsps.planning.workflow import describe, plan_dataset
+
+    device = args.device or "auto"
+    cfg, fingerprint = plan_dataset(args.dataset, args.budget, args.dims, device, not args.quiet)
+    if not args.quiet:
+        print(describe(cfg, fingerprint))
+    write_json(args.out / "fingerprint.json", fingerprint.to_dict())
+    write_json(saved, cfg.to_dict())
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmsps.config import apply_overrides, preset
+    from dmsps.config import apply_overrides
     from dmsps.eval.evaluation import format_table
     from dmsps.pipeline.runner import run_pipeline
 
@@ -47,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     for key, value in (("device", args.device), ("seed", args.seed)):
         if value is not None:
             overrides += [f"stage1.{key}={value}", f"stage2.{key}={value}"]
-    cfg = apply_overrides(preset(args.preset), overrides)
+    cfg = apply_overrides(_settings(args), overrides)
     result = run_pipeline(args.dataset, args.out, cfg, progress=not args.quiet)
     if "metrics" not in result:  # stopped at stop_at, or another rank under torchrun
         return 0

@@ -70,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--from-scribbles: keep this fraction of every stroke, in (0, 1] (default 1)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument(
         "--force",
         action="store_true",
@@ -88,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
     import zlib
 
     import numpy as np
-    from tqdm import tqdm
 
     from dmsps.data.simulation import keep_every_nth_slice, simulate_scribble
     from dmsps.errors import DmspsError
     from dmsps.io.nifti import is_nifti, load_volume, save_volume
+    from dmsps.progress import progress_bar
 
     labels_dir, out_dir = Path(args.labels_dir), Path(args.out_dir)
     if args.every_nth_slice < 1:
@@ -121,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     # Check every file first (one at a time, volumes can be large), so a bad file fails
     # before anything is written.
     largest = 0
-    for path in tqdm(files, desc="checking", unit="volume", leave=False):
+    for path in progress_bar(
+        files, desc="checking", unit="volume", leave=False, disable=args.quiet
+    ):
         largest = max(largest, _max_label(path))
     num_classes = args.num_classes if args.num_classes is not None else max(largest + 1, 2)
     if largest >= num_classes:
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if num_classes > 255:
         raise DmspsError(f"found label {largest}; at most 254 classes fit a uint8 scribble")
 
-    for path in tqdm(files, desc="scribble", unit="volume"):
+    for path in progress_bar(files, desc="scribble", unit="volume", disable=args.quiet):
         label, geometry = load_volume(path, np.float64)
         # Seeded per file name: a file's scribble does not depend on the other files.
         rng = np.random.default_rng([args.seed, zlib.crc32(path.name.encode())])
@@ -176,13 +179,9 @@ def _thin_out(args: argparse.Namespace, in_dir, out_dir) -> int:
     """--from-scribbles: shorter strokes and fewer slices from existing scribbles."""
     import json
 
-    import numpy as np
-    from tqdm import tqdm
-
-    from dmsps.data.labels import check_scribble
-    from dmsps.data.simulation import keep_every_nth_slice, shorten_scribble
+    from dmsps.data.simulation import thin_out_files
     from dmsps.errors import DataError, DmspsError
-    from dmsps.io.nifti import is_nifti, load_volume, save_volume
+    from dmsps.io.nifti import is_nifti
 
     if not 0.0 < args.length <= 1.0:
         raise DmspsError(f"--length must be in (0, 1], got {args.length}")
@@ -210,17 +209,10 @@ def _thin_out(args: argparse.Namespace, in_dir, out_dir) -> int:
     if not files:
         raise DmspsError(f"{in_dir}: no NIfTI files (.nii.gz / .nii) found")
     _check_out_dir(out_dir, files, args.force)
-    before = after = 0
-    for path in tqdm(files, desc="thin out", unit="volume"):
-        data, geometry = load_volume(path, np.float32)
-        scribble = check_scribble(data, num_classes, num_classes, path)
-        thinner = shorten_scribble(scribble, args.length, num_classes)
-        thinner = keep_every_nth_slice(
-            thinner, args.every_nth_slice, num_classes, annotated_only=True
-        )
-        before += int((scribble != num_classes).sum())
-        after += int((thinner != num_classes).sum())
-        save_volume(out_dir / path.name, thinner, geometry, np.uint8)
+    pairs = [(path, out_dir / path.name) for path in files]
+    before, after = thin_out_files(
+        pairs, num_classes, num_classes, args.length, args.every_nth_slice, progress=not args.quiet
+    )
     share = after / before if before else 0.0
     print(
         f"wrote {len(files)} scribble volume(s) to {out_dir}: {after} of {before} annotated "

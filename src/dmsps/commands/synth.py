@@ -66,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace an existing dataset in OUT",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
     cardiac = parser.add_argument_group("cardiac")
     cardiac.add_argument(
         "--size", type=int, default=None, help="in-plane size in pixels (default 96)"
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             slices=10 if args.slices is None else args.slices,
             seed=args.seed,
             density=1.0 if args.density is None else args.density,
-            progress=True,
+            progress=not args.quiet,
             overwrite=args.overwrite,
         )
         print(f"wrote {cases} synthetic cardiac cases to {out}")
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         shape=DEFAULT_SHAPE if args.shape is None else tuple(args.shape),
         spacing=None if args.spacing is None else tuple(args.spacing),
-        progress=True,
+        progress=not args.quiet,
         overwrite=args.overwrite,
         **extra,
     )

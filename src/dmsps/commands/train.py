@@ -5,13 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dmsps.config import (
-    add_train_arguments,
-    apply_overrides,
-    preset,
-    preset_help,
-    train_overrides,
-)
+from dmsps.config import add_train_arguments, apply_overrides, train_overrides
+from dmsps.presets import preset_help, stage_settings
 
 NAME = "train"
 HELP = "train one stage (stage 1 on scribbles, or stage 2 on expanded seeds)"
@@ -33,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         default="acdc",
-        metavar="NAME",
-        help=f"settings to start from (default acdc); {preset_help()}",
+        metavar="NAME|FILE",
+        help=f"settings to start from (default acdc); {preset_help()}; a stage folder's "
+        "config.json works too",
     )
     parser.add_argument("--stage", type=int, choices=(1, 2), default=1, help="preset stage")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -46,9 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from dmsps.data.layout import Dataset
     from dmsps.training.trainer import Trainer
 
-    base = preset(args.preset)
-    cfg = base.stage1 if args.stage == 1 else base.stage2
-    cfg = apply_overrides(cfg, train_overrides(args))
+    cfg = apply_overrides(stage_settings(args.preset, args.stage), train_overrides(args))
     trainer = Trainer(Dataset(args.dataset), cfg, args.out, progress=not args.quiet)
     summary = trainer.fit(resume=args.resume)
     print(

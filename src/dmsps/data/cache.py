@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from dmsps.data.layout import Dataset
 from dmsps.data.normalization import Normalization, normalise
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import atomic_path, write_json
+from dmsps.progress import progress_bar
 
 #: Annotated voxels kept per case and class for centring patches on annotation.
 ANNOTATED_SAMPLE = 4096
@@ -294,7 +294,7 @@ class CaseCache:
         desc: str = "preprocessing cases",
     ) -> None:
         """Build what ``cases`` need; cases already built from unchanged files are skipped."""
-        for case in tqdm(cases, desc=desc, disable=not progress, leave=False, unit="case"):
+        for case in progress_bar(cases, desc=desc, disable=not progress, leave=False, unit="case"):
             info = self._build_case(case, need_labels)
             if need_labels and not info["has_label"]:
                 raise DmspsError(

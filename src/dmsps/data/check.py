@@ -161,9 +161,9 @@ def check_dataset(root: str | Path, progress: bool = False) -> CheckReport:
 def _progress(cases: list[str], enabled: bool) -> Iterable[str]:
     if not enabled:
         return cases
-    from tqdm import tqdm
+    from dmsps.progress import progress_bar
 
-    return tqdm(cases, desc="check-data", unit="case", leave=False)
+    return progress_bar(cases, desc="check-data", unit="case", leave=False)
 
 
 # --- dataset.json -------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from dmsps.eval.metrics import (
 from dmsps.io.atomic import json_text, write_text
 from dmsps.io.nifti import Geometry, is_nifti, load_volume, strip_ending
 from dmsps.io.paths import is_within
+from dmsps.progress import note, progress_bar
 
 CONVENTIONS = {
     "name": "monai",
@@ -62,15 +62,8 @@ _SUFFIX = {"monai": "", "medpy": "_medpy"}
 _MAX_LISTED = 10
 
 
-def _note(message: str) -> None:
-    """A line on stderr that does not break a running progress bar."""
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stderr)
-
-
 def _warn(message: str) -> None:
-    _note(f"warning: {message}")
+    note(f"warning: {message}")
 
 
 def _listing(names: Sequence[str]) -> str:
@@ -287,7 +280,6 @@ def evaluate_folders(
     ``force=False`` (``dmsps evaluate`` without --force) refuses to replace a report in
     ``out_dir`` that holds other results; the same results again are written as before.
     """
-    from tqdm import tqdm
 
     conventions = tuple(dict.fromkeys(conventions))
     bad = [c for c in conventions if c not in METRIC_CONVENTIONS]
@@ -336,7 +328,7 @@ def evaluate_folders(
         num_classes = truth.dataset.meta.num_classes
     if num_classes is None:
         num_classes = _infer_num_classes([truth.files[c] for c in cases])
-        _note(
+        note(
             f"evaluating {num_classes} classes (labels 0..{num_classes - 1} as found in the "
             "ground truth; --classes sets the number)"
         )
@@ -351,9 +343,7 @@ def evaluate_folders(
 
     results: dict[str, dict[str, dict[int, ClassMetrics]]] = {c: {} for c in conventions}
     # A context manager, so an error ends the bar's line before the error is printed.
-    with tqdm(
-        total=len(cases), desc="evaluate", unit="case", file=sys.stderr, disable=not progress
-    ) as bar:
+    with progress_bar(total=len(cases), desc="evaluate", unit="case", disable=not progress) as bar:
         for case in cases:
             gt, gt_geom = _load_labels(truth.files[case], num_classes)
             pred, pred_geom = _load_labels(preds[case], num_classes)

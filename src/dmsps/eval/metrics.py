@@ -104,13 +104,6 @@ def surface_distances(
     return to_g[surf_p], to_p[surf_g]
 
 
-def binary_metrics(
-    pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], convention: str = "monai"
-) -> ClassMetrics:
-    """Dice, HD95 and ASD of two boolean masks under one convention (module docstring)."""
-    return binary_metrics_all(pred, gt, spacing, (convention,))[convention]
-
-
 def binary_metrics_all(
     pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], conventions: Sequence[str]
 ) -> dict[str, ClassMetrics]:

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from dmsps.data import normalization
 from dmsps.data.cache import preprocess, resample
@@ -29,11 +28,12 @@ from dmsps.device import resolve_amp, resolve_device
 from dmsps.errors import DataError, DmspsError, listing
 from dmsps.inference.inferers import Inferer, inference_settings, make_inferer
 from dmsps.inference.postprocess import largest_component_per_class
-from dmsps.inference.uncertainty import labels, normalised_entropy
+from dmsps.inference.uncertainty import label_map, normalised_entropy
 from dmsps.io.atomic import remove_temporaries
 from dmsps.io.nifti import NIFTI_ENDINGS, is_nifti, save_volume, strip_ending
 from dmsps.io.paths import is_within
 from dmsps.models.checkpoint import load_checkpoint, model_from_checkpoint
+from dmsps.progress import progress_bar
 
 
 @dataclass
@@ -216,11 +216,11 @@ class Predictor:
         """(label map, uncertainty map or None) of a raw (C, Z, Y, X) image."""
         outputs = ("main", "mean") if uncertainty else ("main",)
         probs = self.probabilities(image, outputs, spacing)
-        label_map = labels(probs["main"]).numpy()
+        seg = label_map(probs["main"]).numpy()
         if largest_component:
-            label_map = largest_component_per_class(label_map, self.num_classes, fill=0)
+            seg = largest_component_per_class(seg, self.num_classes, fill=0)
         unc = normalised_entropy(probs["mean"]).numpy() if uncertainty else None
-        return label_map, unc
+        return seg, unc
 
 
 def predict_folder(
@@ -254,7 +254,7 @@ def predict_folder(
         raise DmspsError(f"{out}: refusing to write into the input folder {src_dir}")
     ending = NIFTI_ENDINGS[0]
     written = []
-    for case in tqdm(cases, desc="predicting", disable=not progress):
+    for case in progress_bar(cases, desc="predicting", disable=not progress):
         target = out / f"{case.case}{ending}"
         unc_target = out / "uncertainty" / f"{case.case}{ending}"
         if target.is_file() and (not uncertainty or unc_target.is_file()) and not overwrite:

@@ -24,7 +24,7 @@ def _chunks(probs: torch.Tensor):
         yield slice(start, start + step)
 
 
-def labels(probs: torch.Tensor) -> torch.Tensor:
+def label_map(probs: torch.Tensor) -> torch.Tensor:
     """argmax over the class axis of (K, ...) probabilities, as a label map (int64).
 
     Same result as ``probs.argmax(0)`` (ties go to the first class), but ``max(0)`` is

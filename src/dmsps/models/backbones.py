@@ -17,8 +17,7 @@ every ``ModelConfig`` option (norm, activation, join, head kernel).
   which narrows the semantic gap between encoder and decoder features. The output is
   the last full-resolution node (no deep supervision).
 
-They register themselves in ``NETWORKS`` at the end of this module (``build_model``
-imports it; ``unet.py`` cannot import it at the top without a circular import).
+``models/networks.py`` lists them in ``NETWORKS``.
 """
 
 from __future__ import annotations
@@ -30,20 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmsps.models.unet import (
-    NETWORKS,
     ConvBlock,
+    Decoder,
     DualDecoderNet,
     ModelConfig,
     UpBlock,
     _layers,
+    output_head,
 )
-
-
-def _head(cfg: ModelConfig) -> nn.Module:
-    """The output convolution, as in ``Decoder``."""
-    conv, _, _ = _layers(cfg.spatial_dims)
-    k = cfg.head_kernel
-    return conv(cfg.features[0], cfg.num_classes, k, padding=k // 2)
 
 
 class AttentionGate(nn.Module):
@@ -83,34 +76,25 @@ class AttentionUpBlock(UpBlock):
     deeper decoder features at their full width (before any ``join="reduce"`` 1x1)."""
 
     def __init__(
-        self, cin: int, cskip: int, cout: int, cfg: ModelConfig, scale: tuple[int, ...] = (2, 2)
+        self,
+        cin: int,
+        cskip: int,
+        cout: int,
+        cfg: ModelConfig,
+        scale: tuple[int, ...] = (2, 2),
+        kernel: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(cin, cskip, cout, cfg, scale)
+        super().__init__(cin, cskip, cout, cfg, scale, kernel)
         self.gate = AttentionGate(cin, cskip, cfg, scale)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return super().forward(x, self.gate(skip, x))
 
 
-class AttentionDecoder(nn.Module):
+class AttentionDecoder(Decoder):
     """``Decoder`` with attention-gated skip connections at every up-step."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        ft, pools = cfg.features, cfg.pool_sizes
-        self.ups = nn.ModuleList(
-            [
-                AttentionUpBlock(ft[i], ft[i - 1], ft[i - 1], cfg, pools[i - 1])
-                for i in range(len(ft) - 1, 0, -1)
-            ]
-        )
-        self.head = _head(cfg)
-
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        x = feats[-1]
-        for up, skip in zip(self.ups, reversed(feats[:-1]), strict=True):
-            x = up(x, skip)
-        return self.head(x)
+    up_block = AttentionUpBlock
 
 
 class NestedUpBlock(UpBlock):
@@ -128,11 +112,12 @@ class NestedUpBlock(UpBlock):
         skips: int,
         cfg: ModelConfig,
         scale: tuple[int, ...] = (2, 2),
+        kernel: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(cin, width, width, cfg, scale)
+        super().__init__(cin, width, width, cfg, scale, kernel)
         if skips > 1:  # UpBlock sized its conv block for one skip
             up = width if self.reduce is not None else cin
-            self.block = ConvBlock(skips * width + up, width, 0.0, cfg)
+            self.block = ConvBlock(skips * width + up, width, 0.0, cfg, kernel)
 
     def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:
         skip = skips[0] if len(skips) == 1 else torch.cat(list(skips), dim=1)
@@ -146,17 +131,20 @@ class NestedDecoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        ft, pools = cfg.features, cfg.pool_sizes
+        ft, pools, ks = cfg.features, cfg.pool_sizes, cfg.kernels
         levels = len(ft)
         self.columns = nn.ModuleList(
             [
                 nn.ModuleList(
-                    [NestedUpBlock(ft[i + 1], ft[i], j, cfg, pools[i]) for i in range(levels - j)]
+                    [
+                        NestedUpBlock(ft[i + 1], ft[i], j, cfg, pools[i], ks[i])
+                        for i in range(levels - j)
+                    ]
                 )
                 for j in range(1, levels)
             ]
         )
-        self.head = _head(cfg)
+        self.head = output_head(cfg)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         grid = [[f] for f in feats]  # grid[i][j] = X(i, j)
@@ -189,6 +177,3 @@ class UNetPlusPlus(_SwappedDecoders):
     """Dual-decoder UNet++ (``network="unetpp"``), 2D and 3D."""
 
     decoder = NestedDecoder
-
-
-NETWORKS.update({"attention-unet": AttentionUNet, "unetpp": UNetPlusPlus})

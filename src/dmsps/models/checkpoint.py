@@ -19,7 +19,8 @@ import torch
 
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import atomic_path
-from dmsps.models.unet import ModelConfig, build_model
+from dmsps.models.networks import build_model
+from dmsps.models.unet import ModelConfig
 
 
 class UnsafeCheckpointError(DmspsError):

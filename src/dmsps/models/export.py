@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dmsps.errors import DmspsError
+from dmsps.errors import DmspsError, missing_extra
 from dmsps.io.atomic import atomic_path
 from dmsps.models.checkpoint import load_checkpoint, model_config, model_from_checkpoint
 from dmsps.models.fold import fold_batchnorm
@@ -29,13 +29,6 @@ from dmsps.models.unet import crop_to, pad_to_multiple
 
 META_KEY = "dmsps_meta"
 INPUT, OUTPUT = "image", "logits"
-
-
-def _missing(exc: ImportError) -> DmspsError:
-    return DmspsError(
-        f"ONNX support needs the onnx, onnxscript and onnxruntime packages ({exc.name} is "
-        'missing): pip install -e ".[onnx]"'
-    )
 
 
 class _MainDecoder(nn.Module):
@@ -54,7 +47,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, check: bool = True) -> 
     try:
         import onnx
     except ImportError as exc:
-        raise _missing(exc) from None
+        raise missing_extra("onnx", "ONNX export", exc) from None
     checkpoint, out = Path(checkpoint), Path(out)
     if out.suffix != ".onnx":
         raise DmspsError(f"{out}: the output file name must end in .onnx")
@@ -84,7 +77,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, check: bool = True) -> 
                 verbose=False,
             )
     except ImportError as exc:
-        raise _missing(exc) from None
+        raise missing_extra("onnx", "ONNX export", exc) from None
     except Exception as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else "no message"
         raise DmspsError(
@@ -124,7 +117,7 @@ class OnnxNet:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise _missing(exc) from None
+            raise missing_extra("onnx", "Running an ONNX model", exc) from None
         self.path = Path(path)
         if not self.path.is_file():
             raise DmspsError(f"{self.path}: ONNX file not found")

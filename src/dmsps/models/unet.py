@@ -16,6 +16,7 @@ Two variants of the authors' code are options of the same blocks:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 
@@ -31,27 +32,135 @@ JOINS = ("reduce", "concat")
 
 
 @dataclass
-class ModelConfig:
-    """Architecture of the dual-branch U-Net; saved in every checkpoint."""
+class NetworkSettings:
+    """The network's architecture as a user chooses it: one definition, inherited by the
+    training settings (``TrainConfig``) and by the model's own config (``ModelConfig``,
+    saved in checkpoints), so the two cannot drift apart.
 
-    spatial_dims: int = 2
-    in_channels: int = 1
-    num_classes: int = 4
+    Per-level kernels and pooling strides follow nnU-Net: on thick-slice volumes the
+    levels whose slice spacing is still far above the in-plane spacing use 1x3x3 kernels
+    and 1x2x2 pooling, so a convolution never mixes slices 10 mm apart before the
+    in-plane resolution has caught up. Empty lists mean 3 everywhere and ``z_pooling``'s
+    strides.
+    """
+
+    spatial_dims: int = 2  # 2: slices; 3: volumes
+    network: str = "unet"  # a NETWORKS name (models/networks.py)
     features: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
-    # None: the paper's [0.05, 0.1, 0.2, 0.3, 0.5], cut or extended to the depth
-    encoder_dropout: list[float] | None = None
-    feature_dropout: float = 0.5
-    norm: str = "batch"
-    activation: str = "leakyrelu"
-    join: str = "reduce"
-    head_kernel: int = 3
-    network: str = "unet"
+    # Dropout before each encoder level's second convolution; [] = the research code's
+    # [0.05, 0.1, 0.2, 0.3, 0.5], cut or extended to the depth of ``features``.
+    encoder_dropout: list[float] = field(default_factory=list)
+    feature_dropout: float = 0.5  # channel dropout of the auxiliary decoder's inputs
+    norm: str = "batch"  # batch | instance
+    activation: str = "leakyrelu"  # leakyrelu | relu
+    join: str = "reduce"  # decoder: reduce (1x1 conv, then upsample) | concat
+    head_kernel: int = 3  # output convolution: 3 (2D research code) | 1 (3D)
     # 3D only: how many of the deepest down-steps also halve Z (-1: all). Thick-slice
     # volumes (ACDC: 5-10 mm slices, 1.5 mm pixels) keep their few slices longer.
+    # ``pool_strides`` replaces it where given.
     z_pooling: int = -1
+    # Per level (one per ``features`` entry): the convolution kernel, per axis, e.g.
+    # [[1, 3, 3], [1, 3, 3], [3, 3, 3], ...]; [] = 3 on every axis at every level.
+    kernel_sizes: list[list[int]] = field(default_factory=list)
+    # Per down-step (one fewer than levels): the pooling stride per axis; [] = 2 in-plane,
+    # Z as ``z_pooling`` says.
+    pool_strides: list[list[int]] = field(default_factory=list)
+
+    def network_settings(self) -> dict:
+        """The fields of this class only (what a ``ModelConfig`` takes from a
+        ``TrainConfig``)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(NetworkSettings)}
+
+    @property
+    def levels(self) -> int:
+        return len(self.features)
+
+    @property
+    def pool_sizes(self) -> list[tuple[int, ...]]:
+        """Pooling kernel (= stride) of each down-step, per axis."""
+        steps = self.levels - 1
+        if self.pool_strides:
+            return [tuple(int(v) for v in s) for s in self.pool_strides]
+        if self.spatial_dims == 2:
+            return [(2, 2)] * steps
+        z = steps if self.z_pooling < 0 else min(self.z_pooling, steps)
+        return [(2 if i >= steps - z else 1, 2, 2) for i in range(steps)]
+
+    @property
+    def kernels(self) -> list[tuple[int, ...]]:
+        """Convolution kernel of each level, per axis."""
+        if self.kernel_sizes:
+            return [tuple(int(v) for v in k) for k in self.kernel_sizes]
+        return [(3,) * self.spatial_dims] * self.levels
+
+    @property
+    def multiples(self) -> tuple[int, ...]:
+        """How much the encoder shrinks each axis: inputs are padded to a multiple of it."""
+        out = [1] * self.spatial_dims
+        for size in self.pool_sizes:
+            out = [a * b for a, b in zip(out, size, strict=True)]
+        return tuple(out)
+
+    @property
+    def downsampling(self) -> int:
+        return max(self.multiples)
+
+    def check_network(self) -> None:
+        """Refuse an architecture that cannot be built (network names: build_model)."""
+        for name, value, allowed in (
+            ("norm", self.norm, NORMS),
+            ("activation", self.activation, ACTIVATIONS),
+            ("join", self.join, JOINS),
+        ):
+            if value not in allowed:
+                raise DmspsError(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
+        if self.spatial_dims not in (2, 3):
+            raise DmspsError(f"spatial_dims must be 2 or 3, not {self.spatial_dims}")
+        if self.head_kernel not in (1, 3):
+            raise DmspsError(f"head_kernel must be 1 or 3, not {self.head_kernel}")
+        if len(self.features) < 2:
+            raise DmspsError("features needs at least two levels")
+        drop = self.encoder_dropout
+        if drop and (len(drop) != self.levels or any(not 0 <= d < 1 for d in drop)):
+            raise DmspsError(
+                f"encoder_dropout {drop} needs one value in [0, 1) per encoder level "
+                f"({self.levels}, as features {self.features}), or none for the default"
+            )
+        if not 0 <= self.feature_dropout < 1:
+            raise DmspsError(f"feature_dropout must be in [0, 1), got {self.feature_dropout}")
+        d = self.spatial_dims
+        for name, given, count, ok in (
+            ("kernel_sizes", self.kernel_sizes, self.levels, (1, 3)),
+            ("pool_strides", self.pool_strides, self.levels - 1, (1, 2)),
+        ):
+            if not given:
+                continue
+            if len(given) != count or any(
+                len(k) != d or any(v not in ok for v in k) for k in given
+            ):
+                each = " x ".join(["N"] * d)
+                raise DmspsError(
+                    f"{name} {_fmt_levels(given)} needs {count} entries of {d} sizes each "
+                    f"({each}, every N in {ok}), one per "
+                    f"{'level' if name == 'kernel_sizes' else 'down-step'}"
+                )
+
+
+def _fmt_levels(levels: Sequence[Sequence[int]]) -> str:
+    return ",".join("x".join(str(v) for v in k) for k in levels)
+
+
+@dataclass
+class ModelConfig(NetworkSettings):
+    """Architecture of the dual-branch U-Net as built: the user's ``NetworkSettings``
+    plus what the dataset decides. Saved in every checkpoint."""
+
+    in_channels: int = 1
+    num_classes: int = 4
 
     def __post_init__(self) -> None:
-        if self.encoder_dropout is None:
+        # None is how checkpoints up to 2026-12 marked the default dropouts.
+        if not self.encoder_dropout:
             self.encoder_dropout = default_dropouts(len(self.features))
 
     def to_dict(self) -> dict:
@@ -69,43 +178,8 @@ class ModelConfig:
             raise DmspsError(f"unknown model setting(s) {unknown}: made by a newer dmsps?")
         return cls(**data)
 
-    @property
-    def pool_sizes(self) -> list[tuple[int, ...]]:
-        """Pooling kernel of each down-step, per axis."""
-        steps = len(self.features) - 1
-        if self.spatial_dims == 2:
-            return [(2, 2)] * steps
-        z = steps if self.z_pooling < 0 else min(self.z_pooling, steps)
-        return [(2 if i >= steps - z else 1, 2, 2) for i in range(steps)]
-
-    @property
-    def multiples(self) -> tuple[int, ...]:
-        """How much the encoder shrinks each axis: inputs are padded to a multiple of it."""
-        out = [1] * self.spatial_dims
-        for size in self.pool_sizes:
-            out = [a * b for a, b in zip(out, size, strict=True)]
-        return tuple(out)
-
-    @property
-    def downsampling(self) -> int:
-        return max(self.multiples)
-
     def check(self) -> None:
-        for name, value, allowed in (
-            ("norm", self.norm, NORMS),
-            ("activation", self.activation, ACTIVATIONS),
-            ("join", self.join, JOINS),
-        ):
-            if value not in allowed:
-                raise DmspsError(f"{name} must be one of {', '.join(allowed)}, not '{value}'")
-        if self.spatial_dims not in (2, 3):
-            raise DmspsError(f"spatial_dims must be 2 or 3, not {self.spatial_dims}")
-        if self.head_kernel not in (1, 3):
-            raise DmspsError(f"head_kernel must be 1 or 3, not {self.head_kernel}")
-        if len(self.features) != len(self.encoder_dropout):
-            raise DmspsError("features and encoder_dropout need the same length")
-        if len(self.features) < 2:
-            raise DmspsError("features needs at least two levels")
+        self.check_network()
 
 
 def default_dropouts(levels: int) -> list[float]:
@@ -161,18 +235,39 @@ def _act(kind: str) -> nn.Module:
     return nn.LeakyReLU(inplace=True) if kind == "leakyrelu" else nn.ReLU(inplace=True)
 
 
-class ConvBlock(nn.Sequential):
-    """conv-norm-act, dropout, conv-norm-act."""
+def _same(kernel: Sequence[int]) -> tuple[int, ...]:
+    """Padding that keeps the size for an odd kernel, per axis."""
+    return tuple(k // 2 for k in kernel)
 
-    def __init__(self, cin: int, cout: int, dropout: float, cfg: ModelConfig) -> None:
+
+def output_head(cfg: ModelConfig) -> nn.Module:
+    """The output convolution: 1 x 1 (x 1), or the first level's kernel (3 x 3 in 2D)."""
+    conv, _, _ = _layers(cfg.spatial_dims)
+    k = (1,) * cfg.spatial_dims if cfg.head_kernel == 1 else cfg.kernels[0]
+    return conv(cfg.features[0], cfg.num_classes, k, padding=_same(k))
+
+
+class ConvBlock(nn.Sequential):
+    """conv-norm-act, dropout, conv-norm-act; ``kernel`` per axis (3 on every axis if
+    not given)."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        dropout: float,
+        cfg: ModelConfig,
+        kernel: Sequence[int] | None = None,
+    ) -> None:
         conv, _, _ = _layers(cfg.spatial_dims)
         d = cfg.spatial_dims
+        k = tuple(kernel) if kernel is not None else (3,) * d
         super().__init__(
-            conv(cin, cout, 3, padding=1),
+            conv(cin, cout, k, padding=_same(k)),
             _norm(cfg.norm, d, cout),
             _act(cfg.activation),
             nn.Dropout(dropout),
-            conv(cout, cout, 3, padding=1),
+            conv(cout, cout, k, padding=_same(k)),
             _norm(cfg.norm, d, cout),
             _act(cfg.activation),
         )
@@ -181,12 +276,12 @@ class ConvBlock(nn.Sequential):
 class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        ft, dp = cfg.features, cfg.encoder_dropout
+        ft, dp, ks = cfg.features, cfg.encoder_dropout, cfg.kernels
         self.pool_sizes = cfg.pool_sizes
         self._pool = F.max_pool2d if cfg.spatial_dims == 2 else F.max_pool3d
         self.blocks = nn.ModuleList(
-            [ConvBlock(cfg.in_channels, ft[0], dp[0], cfg)]
-            + [ConvBlock(ft[i - 1], ft[i], dp[i], cfg) for i in range(1, len(ft))]
+            [ConvBlock(cfg.in_channels, ft[0], dp[0], cfg, ks[0])]
+            + [ConvBlock(ft[i - 1], ft[i], dp[i], cfg, ks[i]) for i in range(1, len(ft))]
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -206,7 +301,13 @@ class UpBlock(nn.Module):
     """
 
     def __init__(
-        self, cin: int, cskip: int, cout: int, cfg: ModelConfig, scale: tuple[int, ...] = (2, 2)
+        self,
+        cin: int,
+        cskip: int,
+        cout: int,
+        cfg: ModelConfig,
+        scale: tuple[int, ...] = (2, 2),
+        kernel: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.scale = scale if len(set(scale)) > 1 else scale[0]
@@ -215,7 +316,7 @@ class UpBlock(nn.Module):
         self.mode = "bilinear" if cfg.spatial_dims == 2 else "trilinear"
         self.align = cfg.join == "reduce"
         width = 2 * cskip if self.reduce is not None else cskip + cin
-        self.block = ConvBlock(width, cout, 0.0, cfg)
+        self.block = ConvBlock(width, cout, 0.0, cfg, kernel)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         if self.reduce is not None:
@@ -229,19 +330,21 @@ class UpBlock(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Up-steps from the deepest level to the first, then the output convolution; a
+    variant changes ``up_block`` (backbones.py: attention-gated skips)."""
+
+    up_block: type[UpBlock] = UpBlock
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        ft = cfg.features
-        conv, _, _ = _layers(cfg.spatial_dims)
-        pools = cfg.pool_sizes
+        ft, pools, ks = cfg.features, cfg.pool_sizes, cfg.kernels
         self.ups = nn.ModuleList(
             [
-                UpBlock(ft[i], ft[i - 1], ft[i - 1], cfg, pools[i - 1])
+                self.up_block(ft[i], ft[i - 1], ft[i - 1], cfg, pools[i - 1], ks[i - 1])
                 for i in range(len(ft) - 1, 0, -1)
             ]
         )
-        k = cfg.head_kernel
-        self.head = conv(ft[0], cfg.num_classes, k, padding=k // 2)
+        self.head = output_head(cfg)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         x = feats[-1]
@@ -279,9 +382,15 @@ class DualDecoderNet(nn.Module):
 
     ``forward`` returns (main_logits, aux_logits) in training; in eval mode the auxiliary
     decoder sees clean features (feature dropout is a training-time perturbation only),
-    and ``forward(x, aux=False)`` skips it entirely for fast inference.
+    unless ``dropout_at_inference`` is set: both author releases call ``F.dropout2d/3d``
+    with its default ``training=True``, so their auxiliary decoder is perturbed at
+    inference too, which changes the uncertainty that expansion thresholds.
+    ``forward(x, aux=False)`` skips the auxiliary decoder entirely for fast inference.
     Inputs whose size is not a multiple of ``cfg.multiples`` are padded and cropped back.
     """
+
+    #: Keep the auxiliary decoder's feature dropout on in eval mode (the authors' code).
+    dropout_at_inference: bool = False
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -312,23 +421,12 @@ class DualDecoderNet(nn.Module):
         main = self._crop(self.main(feats), sizes)
         if not aux:
             return main
-        aux_feats = [self.feature_dropout(f) for f in feats]
+        if self.dropout_at_inference and not self.training:
+            drop = F.dropout2d if self.cfg.spatial_dims == 2 else F.dropout3d
+            aux_feats = [drop(f, self.cfg.feature_dropout, training=True) for f in feats]
+        else:
+            aux_feats = [self.feature_dropout(f) for f in feats]
         return main, self._crop(self.aux(aux_feats), sizes)
-
-
-#: Networks by name (``ModelConfig.network``); each takes a ModelConfig. models/backbones.py
-#: adds "attention-unet" and "unetpp" when imported (build_model imports it).
-NETWORKS: dict[str, type[nn.Module]] = {"unet": DualDecoderNet}
-
-
-def build_model(cfg: ModelConfig) -> nn.Module:
-    import dmsps.models.backbones  # noqa: F401  registers its networks; circular at the top
-
-    if cfg.network not in NETWORKS:
-        raise DmspsError(
-            f"unknown network '{cfg.network}' (available: {', '.join(sorted(NETWORKS))})"
-        )
-    return NETWORKS[cfg.network](cfg)
 
 
 def count_parameters(model: nn.Module) -> int:

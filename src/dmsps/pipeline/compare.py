@@ -9,9 +9,9 @@ OUT/
                            stage1/, predictions/stage1/, metrics/stage1/ (and expand/,
                            stage2/, ... where stage 2 runs), plus compare.json, the
                            settings its stage 1 was made with
-  comparison.csv           one row per method and stage: mean ± sd over seeds
+  comparison.csv           one row per method and stage: mean ± std over seeds
   comparison.md            the same table as Markdown, with the command line and the date
-  comparison.png           mean foreground Dice per method and stage, sd error bars
+  comparison.png           mean foreground Dice per method and stage, std error bars
 
 A run whose metrics exist is skipped and an interrupted one resumes, so rerunning the
 same command continues where it stopped; adding a method or seeds later trains only the
@@ -37,13 +37,15 @@ from dmsps.config import (
     apply_overrides,
     comparable,
     from_dict,
+    refuse_other_saved,
     refuse_other_settings,
 )
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import atomic_path, write_json, write_text
 from dmsps.io.nifti import is_nifti
-from dmsps.pipeline.runner import eval_split, thin_out_scribbles
+from dmsps.pipeline.runner import STAGES, eval_split, run_pipeline, thin_out_scribbles
+from dmsps.training.methods import METHODS
 
 #: Methods with a second stage (expansion, then training on the expanded seeds).
 STAGE2_METHODS = ("dmsps", "dmpls")
@@ -76,8 +78,6 @@ class Run:
 
 def parse_methods(text: str) -> list[str]:
     """``"pce, em,dmsps"`` -> ["pce", "em", "dmsps"], checked against METHODS."""
-    from dmsps.training.methods import METHODS
-
     names = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     if not names:
         raise DmspsError(f"--methods needs at least one method (choose from {', '.join(METHODS)})")
@@ -113,7 +113,7 @@ def plan_runs(
             if two:
                 pairs.append(f"stage2.method={method}")
             cfg = apply_overrides(base, pairs)
-            stages = ("stage1", "stage2") if two else ("stage1",)
+            stages = STAGES if two else STAGES[:1]
             runs.append(Run(method, seed, out / "runs" / f"{method}-s{seed}", cfg, stages))
     return runs
 
@@ -147,30 +147,30 @@ def _refuse_if_changed(folder: Path, what: str, old: dict, new: dict) -> None:
 def _read_record(path: Path) -> dict:
     """A run's compare.json with its settings sections (stage1, scribbles) read through
     their RunConfig types, so that a setting added since the run was made takes its
-    default instead of blocking the reuse of the run."""
-    record = json.loads(path.read_text())
-    sections = typing.get_type_hints(RunConfig)
-    for key, value in record.items():
-        if isinstance(value, dict) and dataclasses.is_dataclass(sections.get(key)):
-            record[key] = asdict(from_dict(sections[key], value))
+    default instead of blocking the reuse of the run. A damaged file is one line naming
+    it."""
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise DmspsError("not a JSON object")
+        sections = typing.get_type_hints(RunConfig)
+        for key, value in record.items():
+            if isinstance(value, dict) and dataclasses.is_dataclass(sections.get(key)):
+                record[key] = asdict(from_dict(sections[key], value))
+    except (OSError, ValueError, TypeError, DmspsError) as exc:
+        raise DmspsError(
+            f"{path}: cannot read this run's record ({exc}); delete the run folder to train "
+            "it again"
+        ) from None
     return record
 
 
 def check_before_training(ds: Dataset, runs: Sequence[Run], split: str) -> None:
     """Everything that can fail without training: settings, labels, earlier run folders."""
-    from dmsps.training.methods import METHODS
-    from dmsps.training.trainer import validate_config
-
+    for run in runs:
+        run.cfg.check()
     cfg = runs[0].cfg
-    if cfg.checkpoint not in ("best", "last"):
-        raise DmspsError(f"checkpoint must be 'best' or 'last', not '{cfg.checkpoint}'")
-    if not 0.0 < cfg.scribbles.length <= 1.0:
-        raise DmspsError(f"scribbles.length must be in (0, 1], got {cfg.scribbles.length}")
-    if cfg.scribbles.every_nth_slice < 1:
-        raise DmspsError(
-            f"scribbles.every_nth_slice must be at least 1, got {cfg.scribbles.every_nth_slice}"
-        )
-    for stage in ("stage1", "stage2"):
+    for stage in STAGES:
         if getattr(cfg, stage).stop_at:
             raise DmspsError(
                 f"{stage}.stop_at: compare runs every training to its end; interrupt it "
@@ -196,19 +196,17 @@ def check_before_training(ds: Dataset, runs: Sequence[Run], split: str) -> None:
                 f"{', '.join(dense)} out of --methods"
             )
     for run in runs:
-        validate_config(run.cfg.stage1)
-        if "stage2" in run.stages:
-            validate_config(run.cfg.stage2)
-            for key in ("init_from", "scribble_dir"):  # stage 1's weights and seeds
-                if getattr(run.cfg.stage2, key):
-                    raise DmspsError(f"stage2.{key} is set by the pipeline, not by --set")
         record = run.folder / "compare.json"
         if record.is_file():
             _refuse_if_changed(run.folder, "run", _read_record(record), stage1_record(run, split))
         pipeline_cfg = run.folder / "config.json"
         if "stage2" in run.stages and pipeline_cfg.is_file():
-            old = from_dict(RunConfig, json.loads(pipeline_cfg.read_text()))
-            _refuse_if_changed(run.folder, "run", asdict(old), asdict(_pipeline_cfg(run)))
+            refuse_other_saved(
+                pipeline_cfg,
+                _pipeline_cfg(run),
+                f"{run.folder}: this run was made with different settings",
+                "use a new --out folder or the same settings",
+            )
 
 
 def _pipeline_cfg(run: Run) -> RunConfig:
@@ -232,37 +230,6 @@ def _copy_scribbles(shared: Path, target: Path) -> None:
                 shutil.copy2(src, tmp)
 
 
-def _train_stage1_only(
-    ds: Dataset, run: Run, split: str, scribble_dir: Path | None, progress: bool
-) -> None:
-    """Stage 1, prediction and evaluation, laid out and set up as `run_pipeline` does."""
-    from dmsps.eval.evaluation import evaluate_folders
-    from dmsps.inference.predictor import predict_folder
-    from dmsps.training.trainer import Trainer
-
-    cfg = _pipeline_cfg(run)
-    s1 = cfg.stage1
-    if scribble_dir is not None:
-        s1.scribble_dir = str(scribble_dir)
-    Trainer(ds, s1, run.folder / "stage1", progress).fit(resume=True)
-    pred_dir = run.folder / "predictions" / "stage1"
-    predict_folder(
-        run.folder / "stage1" / "checkpoints" / f"{cfg.checkpoint}.pt",
-        ds.root,
-        pred_dir,
-        split=split,
-        device=s1.device,
-        progress=progress,
-    )
-    evaluate_folders(
-        pred_dir,
-        ds.root,
-        run.folder / "metrics" / "stage1",
-        progress=progress,
-        conventions=("monai", "medpy"),
-    )
-
-
 def _silent(*args, **kwargs) -> None:
     pass
 
@@ -283,8 +250,6 @@ def run_comparison(
     ``base`` holds the user's settings; each run gets its method and seed on top. Returns
     {"split", "rows", "files"}; ``rows`` as in ``aggregate``.
     """
-    from dmsps.pipeline.runner import run_pipeline
-
     ds = Dataset(dataset_dir)
     out = Path(out)
     runs = plan_runs(base, methods, seeds, out, stage2)
@@ -318,10 +283,7 @@ def run_comparison(
         if shared_scribbles is not None:
             run_scribbles = run.folder / "scribbles"
             _copy_scribbles(shared_scribbles, run_scribbles)
-        if "stage2" in run.stages:
-            run_pipeline(ds.root, run.folder, _pipeline_cfg(run), progress, say)
-        else:
-            _train_stage1_only(ds, run, split, run_scribbles, progress)
+        run_pipeline(ds.root, run.folder, _pipeline_cfg(run), progress, say, run.stages)
 
     rows = aggregate(runs)
     class_names = [c["name"] for c in rows[0]["classes"]] if rows else []
@@ -333,20 +295,21 @@ def run_comparison(
     header = _header(ds, base, split, seeds, command, any(r["stage"] == "stage2" for r in rows))
     write_text(files["csv"], table_csv(rows, class_names))
     write_text(files["md"], header + table_markdown(rows, class_names) + _NOTES)
-    title = f"{ds.meta.name}: {split} split, mean foreground Dice ± sd over seeds"
+    title = f"{ds.meta.name}: {split} split, mean foreground Dice ± std over seeds"
     bar_plot(rows, files["png"], title)
     return {"split": split, "rows": rows, "files": files, "class_names": class_names}
 
 
 # --- aggregation ---------------------------------------------------------------------
-def _mean_sd(values: Sequence[float | None]) -> dict:
-    """Mean and sample sd (n - 1) over seeds; sd is None for a single seed."""
+def _mean_std(values: Sequence[float | None]) -> dict:
+    """Mean and sample std (ddof=1, the spread between trainings) over seeds; std is None
+    for a single seed. (Evaluation summaries give the population std over cases.)"""
     xs = [float(v) for v in values if v is not None]
     if not xs:
-        return {"mean": None, "sd": None, "n": 0}
+        return {"mean": None, "std": None, "n": 0}
     return {
         "mean": statistics.fmean(xs),
-        "sd": statistics.stdev(xs) if len(xs) > 1 else None,
+        "std": statistics.stdev(xs) if len(xs) > 1 else None,
         "n": len(xs),
     }
 
@@ -379,7 +342,7 @@ def aggregate(runs: Sequence[Run]) -> list[dict]:
         classes = []
         for k, name in enumerate(names):
             per_run = [s["classes"][k]["dice"]["mean"] for s in summaries]
-            classes.append({"name": name, "dice": _mean_sd(per_run)})
+            classes.append({"name": name, "dice": _mean_std(per_run)})
         fg = [s["foreground_mean"] for s in summaries]
         rows.append(
             {
@@ -387,10 +350,10 @@ def aggregate(runs: Sequence[Run]) -> list[dict]:
                 "stage": stage,
                 "seeds": [r.seed for r in members],
                 "cases": summaries[0]["cases"],
-                "dice": _mean_sd([f["dice"]["mean"] for f in fg]),
-                "hd95": _mean_sd([f["hd95"]["mean"] for f in fg]),
+                "dice": _mean_std([f["dice"]["mean"] for f in fg]),
+                "hd95": _mean_std([f["hd95"]["mean"] for f in fg]),
                 "classes": classes,
-                "train_minutes": _mean_sd([_train_seconds(r, stage) / 60 for r in members]),
+                "train_minutes": _mean_std([_train_seconds(r, stage) / 60 for r in members]),
             }
         )
     return rows
@@ -405,18 +368,18 @@ def table_csv(rows: Sequence[dict], class_names: Sequence[str]) -> str:
     """Machine-readable table: means and sds over seeds; empty cells where undefined."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    head = ["method", "stage", "seeds", "dice_mean", "dice_sd"]
+    head = ["method", "stage", "seeds", "dice_mean", "dice_std"]
     for name in class_names:
-        head += [f"dice_{name}_mean", f"dice_{name}_sd"]
-    w.writerow([*head, "hd95_mean", "hd95_sd", "hd95_seeds", "train_minutes_mean"])
+        head += [f"dice_{name}_mean", f"dice_{name}_std"]
+    w.writerow([*head, "hd95_mean", "hd95_std", "hd95_seeds", "train_minutes_mean"])
     for r in rows:
         cells = [r["method"], r["stage"], len(r["seeds"]), _num(r["dice"]["mean"])]
-        cells.append(_num(r["dice"]["sd"]))
+        cells.append(_num(r["dice"]["std"]))
         by_name = {c["name"]: c["dice"] for c in r["classes"]}
         for name in class_names:
-            stats = by_name.get(name, {"mean": None, "sd": None})
-            cells += [_num(stats["mean"]), _num(stats["sd"])]
-        cells += [_num(r["hd95"]["mean"]), _num(r["hd95"]["sd"]), r["hd95"]["n"]]
+            stats = by_name.get(name, {"mean": None, "std": None})
+            cells += [_num(stats["mean"]), _num(stats["std"])]
+        cells += [_num(r["hd95"]["mean"]), _num(r["hd95"]["std"]), r["hd95"]["n"]]
         cells.append(_num(r["train_minutes"]["mean"], 2))
         w.writerow(cells)
     return buf.getvalue()
@@ -425,9 +388,9 @@ def table_csv(rows: Sequence[dict], class_names: Sequence[str]) -> str:
 def _cell(stats: dict, digits: int = 3) -> str:
     if stats.get("mean") is None:
         return "n/a"
-    if stats.get("sd") is None:
+    if stats.get("std") is None:
         return f"{stats['mean']:.{digits}f}"
-    return f"{stats['mean']:.{digits}f} ± {stats['sd']:.{digits}f}"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
 def table_markdown(rows: Sequence[dict], class_names: Sequence[str]) -> str:
@@ -501,7 +464,7 @@ def _font(size: int):
 
 
 def bar_plot(rows: Sequence[dict], path: Path, title: str) -> None:
-    """Mean foreground Dice per row (0..1 axis) with ±sd error bars, as a PNG (Pillow,
+    """Mean foreground Dice per row (0..1 axis) with ±std error bars, as a PNG (Pillow,
     so no plotting library is needed)."""
     from PIL import Image, ImageDraw
 
@@ -529,14 +492,14 @@ def bar_plot(rows: Sequence[dict], path: Path, title: str) -> None:
         cx = x0 + step * (i + 0.5)
         half = min(step * 0.3, 36)
         colour = _COLOURS[methods.index(r["method"]) % len(_COLOURS)]
-        mean, sd = r["dice"]["mean"], r["dice"]["sd"]
+        mean, std = r["dice"]["mean"], r["dice"]["std"]
         if mean is not None:
             draw.rectangle([(cx - half, y(mean)), (cx + half, y0)], fill=colour)
             top_value = mean
-            if sd:
-                top_value = mean + sd
-                draw.line([(cx, y(mean - sd)), (cx, y(mean + sd))], fill="black", width=2)
-                for v in (mean - sd, mean + sd):
+            if std:
+                top_value = mean + std
+                draw.line([(cx, y(mean - std)), (cx, y(mean + std))], fill="black", width=2)
+                for v in (mean - std, mean + std):
                     draw.line([(cx - 8, y(v)), (cx + 8, y(v))], fill="black", width=2)
             text = f"{mean:.3f}"
             draw.text(

@@ -4,7 +4,7 @@ p = mean softmax of both decoders (optionally over flips too); u = normalised en
 seed = argmax(p) where u < threshold. Then, per slice (2D models) or per volume (3D
 models), each class keeps only its largest connected component. Two targets:
 
-``ignore`` (default; PyMIC's)
+``ignore`` (default; PyMIC's, plus the scribbles written back, our choice)
     uncertain voxels and the other components get the ignore value; the original
     scribbles always stay annotated.
 ``dense`` (the authors' original scripts)
@@ -14,22 +14,22 @@ models), each class keeps only its largest connected component. Two targets:
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from dmsps.config import EXPAND_TARGETS, ExpandConfig
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.inference.postprocess import largest_component_per_class
 from dmsps.inference.predictor import Predictor
-from dmsps.inference.uncertainty import labels, normalised_entropy
+from dmsps.inference.uncertainty import label_map, normalised_entropy
 from dmsps.io.atomic import remove_temporaries, write_json
 from dmsps.io.nifti import save_volume
-
-TARGETS = ("ignore", "dense")
+from dmsps.progress import progress_bar
 
 
 def expand_case(
@@ -42,12 +42,12 @@ def expand_case(
     target: str = "ignore",
 ) -> np.ndarray:
     """Seeds (Z, Y, X) from mean probabilities (K, Z, Y, X) and the case's scribble."""
-    if target not in TARGETS:
+    if target not in EXPAND_TARGETS:
         raise DmspsError(f"expansion target must be ignore or dense, not '{target}'")
     num_classes = probs.shape[0]
     u = normalised_entropy(probs).numpy()
     if target == "dense":
-        confident = np.where(u < threshold, labels(probs).numpy(), 0).astype(np.int16)
+        confident = np.where(u < threshold, label_map(probs).numpy(), 0).astype(np.int16)
         if not keep_largest:
             return confident
         fg = largest_component_per_class(
@@ -57,7 +57,7 @@ def expand_case(
             per_slice=per_slice,
         )
         return np.where((fg > 0) & (fg != ignore), fg, 0).astype(np.int16)
-    seeds = np.where(u < threshold, labels(probs).numpy(), ignore).astype(np.int16)
+    seeds = np.where(u < threshold, label_map(probs).numpy(), ignore).astype(np.int16)
     if keep_largest:
         seeds = largest_component_per_class(seeds, num_classes, ignore, per_slice=per_slice)
     annotated = scribble != ignore
@@ -116,12 +116,9 @@ def expand_dataset(
     dataset: Dataset,
     cases: list[str],
     out_dir: Path,
-    threshold: float = 0.1,
-    tta: bool = False,
-    keep_largest: bool = True,
+    cfg: ExpandConfig,
     device: str = "auto",
     progress: bool = True,
-    target: str = "ignore",
     scribble_dir: Path | None = None,
     overwrite: bool = False,
 ) -> dict:
@@ -129,19 +126,23 @@ def expand_dataset(
     (``overwrite`` computes and replaces them all instead).
 
     ``scribble_dir`` holds the scribbles stage 1 trained on when they are not the
-    dataset's (sparser ones): those are the ones merged into the seeds.
+    dataset's (sparser ones): those are the ones merged into the seeds. With
+    ``cfg.aux_dropout`` the auxiliary decoder keeps its feature dropout while predicting
+    (the authors' code); its random masks are seeded per case, so a resumed expansion
+    writes the seeds an uninterrupted one would.
     """
-    if target not in TARGETS:
-        raise DmspsError(f"expansion target must be ignore or dense, not '{target}'")
+    cfg.check()
     # Full precision: the entropy threshold is sensitive to bf16 rounding of near-0/1
     # probabilities.
     predictor = Predictor(checkpoint, device, amp="none")
+    if cfg.aux_dropout:
+        predictor.model.dropout_at_inference = True
     per_slice = int(predictor.meta.get("spatial_dims", 2)) == 2
     k, ignore = dataset.meta.num_classes, dataset.meta.ignore_value
     out_dir.mkdir(parents=True, exist_ok=True)
     lists = ("scribble_pixels", "added_pixels", "added_correct", "label_pixels", "seed_correct")
     summary = ExpandSummary(**{name: [0] * k for name in lists})
-    for case in tqdm(cases, desc="expanding scribbles", disable=not progress):
+    for case in progress_bar(cases, desc="expanding scribbles", disable=not progress):
         scribble = dataset.load_scribble(case, scribble_dir)
         if scribble is None:
             continue
@@ -151,8 +152,11 @@ def expand_dataset(
         else:
             remove_temporaries(target_path)
             image, geom = dataset.load_image(case)
-            probs = tta_probs(predictor, image, tta, geom.spacing)
-            seeds = expand_case(probs, scribble, threshold, ignore, keep_largest, per_slice, target)
+            torch.manual_seed(zlib.crc32(case.encode()))  # aux dropout masks, if on
+            probs = tta_probs(predictor, image, cfg.tta, geom.spacing)
+            seeds = expand_case(
+                probs, scribble, cfg.threshold, ignore, cfg.keep_largest, per_slice, cfg.target
+            )
             save_volume(target_path, seeds, geom, np.uint8)
         label = dataset.load_label(case)
         added = (seeds != ignore) & (scribble == ignore)
@@ -170,7 +174,13 @@ def expand_dataset(
                 summary.label_pixels[c] += int(truth.sum())
                 summary.seed_correct[c] += int((truth & seed_c).sum())
     result = summary.to_dict(dataset.meta.class_names)
-    result.update(threshold=threshold, tta=tta, target=target, checkpoint=str(checkpoint))
+    result.update(
+        threshold=cfg.threshold,
+        tta=cfg.tta,
+        target=cfg.target,
+        aux_dropout=cfg.aux_dropout,
+        checkpoint=str(checkpoint),
+    )
     write_json(out_dir / "expand_summary.json", result)
     return result
 

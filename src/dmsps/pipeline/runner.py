@@ -6,14 +6,16 @@ RUN/
                               or scribbles.every_nth_slice > 1)
   stage1/                     checkpoints/{best,last}.pt, log.csv, final.json
   expand/seeds/               expanded seeds (scribble layout) + expand_summary.json
-  stage2/                     as stage1, trained on the seeds from stage-1 best weights
+  stage2/                     as stage1, trained on the seeds from stage 1's chosen weights
   predictions/stage{1,2}/     label maps of the evaluation split (+ uncertainty/)
   metrics/stage{1,2}/         metrics.csv, summary.csv, summary.json (+ *_medpy: the
                               authors' metric convention)
   report/index.html           visual report
+  results.json                what the run measured, and how long each step took
 
 A step is skipped when its artefacts are complete, so rerunning the same command after
-an interruption continues where it stopped.
+an interruption continues where it stopped. ``stages=("stage1",)`` runs stage 1 and its
+evaluation only (how `dmsps compare` trains methods without a second stage).
 """
 
 from __future__ import annotations
@@ -21,15 +23,25 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from dmsps.config import RunConfig, ScribbleConfig, from_dict, refuse_other_settings
+from dmsps.config import RunConfig, ScribbleConfig, read_settings, refuse_other_settings
 from dmsps.data.layout import Dataset
+from dmsps.data.simulation import thin_out_files
 from dmsps.device import resolve_device
 from dmsps.errors import DmspsError
-from dmsps.io.atomic import remove_temporaries, write_json
+from dmsps.eval.evaluation import evaluate_folders
+from dmsps.inference.predictor import predict_folder
+from dmsps.io.atomic import write_json
+from dmsps.pipeline.expansion import expand_dataset, format_summary
+from dmsps.pipeline.report import write_report
 from dmsps.training import distributed
+from dmsps.training.trainer import Trainer
+
+#: The stages a run may hold: both (the paper's pipeline), or stage 1 alone.
+STAGES = ("stage1", "stage2")
 
 
 def eval_split(ds: Dataset, cfg: RunConfig) -> str:
@@ -41,16 +53,19 @@ def eval_split(ds: Dataset, cfg: RunConfig) -> str:
     return "val"
 
 
-def _check_config(out: Path, cfg: RunConfig) -> None:
+def _check_config(out: Path, cfg: RunConfig, stages: tuple[str, ...]) -> None:
+    """Record the settings of a new run folder; refuse to resume one made with others
+    (device, threads, logging and stop_at may change between pieces of one run). A run
+    of stage 1 alone is not bound by its expansion and stage-2 settings."""
     path = out / "config.json"
     if path.is_file():
-        # Read through from_dict so that a setting added since the folder was made takes
-        # its default instead of blocking the resume of an older run.
-        old = from_dict(RunConfig, json.loads(path.read_text()))
-        # Device, threads, logging and stop_at may change between pieces of one run.
+        old, new = asdict(read_settings(path, RunConfig)), asdict(cfg)
+        if "stage2" not in stages:
+            for unused in ("expand", "stage2"):
+                old.pop(unused), new.pop(unused)
         refuse_other_settings(
-            asdict(old),
-            asdict(cfg),
+            old,
+            new,
             f"{out}: this run folder was made with different settings",
             "use a new --out folder or the same settings to resume",
         )
@@ -68,34 +83,21 @@ def thin_out_scribbles(
 ) -> str:
     """Shorter strokes / fewer slices for ``cases`` into ``out_dir`` (resumes per file);
     returns a one-line account of what was kept."""
-    import numpy as np
-    from tqdm import tqdm
-
-    from dmsps.data.labels import check_scribble
-    from dmsps.data.simulation import keep_every_nth_slice, shorten_scribble
-    from dmsps.io.nifti import load_volume, save_volume
-
-    ignore = ds.meta.ignore_value
     out_dir.mkdir(parents=True, exist_ok=True)
-    before = after = 0
-    for case in tqdm(cases, desc="thin out scribbles", disable=not progress):
+    pairs = []
+    for case in cases:
         source = ds.scribble_path(case)
-        if source is None:
-            continue
-        scribble, geometry = load_volume(source, np.float32)
-        scribble = check_scribble(scribble, ds.meta.num_classes, ignore, source)
-        target = out_dir / f"{case}{ds.meta.file_ending}"
-        if target.is_file():  # resume: written atomically by an earlier, interrupted run
-            thinner = ds.load_scribble(case, out_dir)
-        else:
-            remove_temporaries(target)  # of a killed run
-            thinner = shorten_scribble(scribble, cfg.length, ignore)
-            thinner = keep_every_nth_slice(
-                thinner, cfg.every_nth_slice, ignore, annotated_only=True
-            )
-            save_volume(target, thinner, geometry, np.uint8)
-        before += int((scribble != ignore).sum())
-        after += int((thinner != ignore).sum())
+        if source is not None:
+            pairs.append((source, out_dir / f"{case}{ds.meta.file_ending}"))
+    before, after = thin_out_files(
+        pairs,
+        ds.meta.num_classes,
+        ds.meta.ignore_value,
+        cfg.length,
+        cfg.every_nth_slice,
+        progress=progress,
+        resume=True,
+    )
     share = after / before if before else 0.0
     return (
         f"kept {after} of {before} annotated voxels ({share:.1%}): strokes at "
@@ -111,149 +113,161 @@ def _stopped(stage: str, summary: dict, split: str, log) -> dict:
     return {"split": split, "stopped": stage, "train": {stage: summary}}
 
 
-def run_pipeline(
-    dataset_dir: Path, out: Path, cfg: RunConfig, progress: bool = True, log=print
-) -> dict:
-    """Stage 1 -> expand -> stage 2 -> predict -> evaluate -> report."""
-    from dmsps.eval.evaluation import evaluate_folders
-    from dmsps.inference.predictor import predict_folder
-    from dmsps.pipeline.expansion import expand_dataset, format_summary
-    from dmsps.pipeline.report import write_report
-    from dmsps.training.trainer import Trainer, validate_config
+class _Run:
+    """One pipeline run: its settings, folder and timings, one method per step."""
 
+    def __init__(self, ds: Dataset, out: Path, cfg: RunConfig, progress: bool, log) -> None:
+        self.ds, self.out, self.cfg = ds, out, cfg
+        # Under torchrun every rank trains; rank 0 alone writes everything else.
+        self.info = distributed.setup(resolve_device(cfg.stage1.device))
+        self.main = self.info.is_main
+        self.progress = progress and self.main
+        self.log = log if self.main else _silent  # progress and summaries from rank 0
+        self.timings: dict[str, float] = {}
+        self.split = eval_split(ds, cfg)
+        self.chosen = f"{cfg.checkpoint}.pt"  # best or last: what every later step uses
+        # Both stages read patches from one preprocessed-case cache (patch training).
+        self.cache_dir = cfg.stage1.cache_dir or str(out / "cache")
+        self.scribble_dir: Path | None = None
+
+    def timed(self, name: str, key: str, work: Callable[[], object]):
+        self.log(f"== {name}")
+        t = time.perf_counter()
+        result = work()
+        self.timings[key] = time.perf_counter() - t
+        return result
+
+    def checkpoint(self, stage: str) -> Path:
+        return self.out / stage / "checkpoints" / self.chosen
+
+    def thin_scribbles(self) -> None:
+        folder = self.out / "scribbles"
+        if self.main:
+            train = self.ds.split("train")
+            self.log(thin_out_scribbles(self.ds, train, folder, self.cfg.scribbles, self.progress))
+        distributed.barrier(self.info)
+        self.scribble_dir = folder
+
+    def stage1(self) -> dict:
+        s1 = copy.deepcopy(self.cfg.stage1)
+        s1.cache_dir = self.cache_dir
+        if self.scribble_dir is not None:
+            s1.scribble_dir = str(self.scribble_dir)
+        return Trainer(self.ds, s1, self.out / "stage1", self.progress).fit(resume=True)
+
+    def expand(self) -> dict:
+        seeds = self.out / "expand" / "seeds"
+        summary_path = seeds / "expand_summary.json"
+        exp: dict = {}
+        if self.main and summary_path.is_file():
+            exp = json.loads(summary_path.read_text())
+        elif self.main:
+            exp = expand_dataset(
+                self.checkpoint("stage1"),
+                self.ds,
+                self.ds.split("train"),
+                seeds,
+                self.cfg.expand,
+                self.cfg.stage1.device,
+                self.progress,
+                scribble_dir=self.scribble_dir,
+            )
+        distributed.barrier(self.info)
+        if self.main:
+            self.log(format_summary(exp))
+        return exp
+
+    def stage2(self) -> dict:
+        s2 = copy.deepcopy(self.cfg.stage2)
+        s2.init_from = str(self.checkpoint("stage1"))
+        s2.scribble_dir = str(self.out / "expand" / "seeds")
+        s2.cache_dir = s2.cache_dir or self.cache_dir
+        return Trainer(self.ds, s2, self.out / "stage2", self.progress).fit(resume=True)
+
+    def predict_and_evaluate(self, stage: str) -> dict:
+        pred_dir = self.out / "predictions" / stage
+        predict_folder(
+            self.checkpoint(stage),
+            self.ds.root,
+            pred_dir,
+            uncertainty=True,
+            split=self.split,
+            device=self.cfg.stage1.device,
+            progress=self.progress,
+            largest_component=self.cfg.largest_component,
+        )
+        # Ours, plus the authors' (medpy) convention in summary_medpy.json beside it.
+        return evaluate_folders(
+            pred_dir,
+            self.ds.root,
+            self.out / "metrics" / stage,
+            progress=self.progress,
+            conventions=("monai", "medpy"),
+        )
+
+
+def run_pipeline(
+    dataset_dir: Path,
+    out: Path,
+    cfg: RunConfig,
+    progress: bool = True,
+    log=print,
+    stages: Sequence[str] = STAGES,
+) -> dict:
+    """Stage 1 -> expand -> stage 2 -> predict -> evaluate -> report (see module doc)."""
+    stages = tuple(stages)
+    if stages not in (STAGES, STAGES[:1]):
+        raise DmspsError(f"stages must be {STAGES} or {STAGES[:1]}, not {stages}")
     ds = Dataset(dataset_dir)
     # Bad settings fail before the run folder records them (a corrected rerun must not
     # be refused as "made with different settings").
-    validate_config(cfg.stage1)
-    validate_config(cfg.stage2)
-    if not 0.0 < cfg.scribbles.length <= 1.0:
-        raise DmspsError(f"scribbles.length must be in (0, 1], got {cfg.scribbles.length}")
-    if cfg.scribbles.every_nth_slice < 1:
+    cfg.check()
+    run = _Run(ds, Path(out), cfg, progress, log)
+    if run.main:
+        _check_config(run.out, cfg, stages)
+    distributed.barrier(run.info)
+    cases = ds.split(run.split)
+    missing = [c for c in cases if ds.paths(c).label is None]
+    if missing:
         raise DmspsError(
-            f"scribbles.every_nth_slice must be at least 1, got {cfg.scribbles.every_nth_slice}"
+            f"{ds.root}: no label for {run.split} case(s) {missing[:5]}; cannot evaluate"
         )
-    if cfg.checkpoint not in ("best", "last"):
-        raise DmspsError(f"checkpoint must be 'best' or 'last', not '{cfg.checkpoint}'")
-    for key in ("init_from", "scribble_dir"):  # the pipeline sets both (stage 1 -> expand)
-        if getattr(cfg.stage2, key):
-            raise DmspsError(
-                f"stage2.{key} is set by the pipeline (stage 1's checkpoint, the expanded "
-                f"seeds), not by --set; to train stage 2 on your own, use `dmsps train "
-                f"--stage 2 --{key.replace('_', '-')} ...`"
-            )
-    # Under torchrun every rank trains; rank 0 alone writes everything else.
-    info = distributed.setup(resolve_device(cfg.stage1.device))
-    main_rank = info.is_main
-    if main_rank:
-        _check_config(out, cfg)
-    distributed.barrier(info)
-    if not main_rank:
-        log = _silent  # progress and summaries come from rank 0
-        progress = False
-    timings: dict[str, float] = {}
-    split = eval_split(ds, cfg)
 
-    def step(name: str):
-        log(f"== {name}")
-        return time.perf_counter()
-
-    # Both stages read patches from one preprocessed-case cache (patch training only).
-    s1cfg = copy.deepcopy(cfg.stage1)
-    s1cfg.cache_dir = s1cfg.cache_dir or str(out / "cache")
-    scribble_dir = None
     if cfg.scribbles.active:
-        t = step("thinning out the training scribbles")
-        scribble_dir = out / "scribbles"
-        if main_rank:
-            log(thin_out_scribbles(ds, ds.split("train"), scribble_dir, cfg.scribbles, progress))
-        distributed.barrier(info)
-        s1cfg.scribble_dir = str(scribble_dir)
-        timings["scribbles"] = time.perf_counter() - t
-    t = step("stage 1: training on scribbles")
-    s1 = Trainer(ds, s1cfg, out / "stage1", progress).fit(resume=True)
-    timings["stage1"] = time.perf_counter() - t
-    if s1["status"] == "stopped":  # stage1.stop_at: nothing after it may use half a stage
-        return _stopped("stage1", s1, split, log)
-    ckpt_name = f"{cfg.checkpoint}.pt"
-    best1 = out / "stage1" / "checkpoints" / ckpt_name
-
-    seeds = out / "expand" / "seeds"
-    t = step("expanding scribbles with confident stage-1 predictions")
-    summary_path = seeds / "expand_summary.json"
+        run.timed("thinning out the training scribbles", "scribbles", run.thin_scribbles)
+    trained = {"stage1": run.timed("stage 1: training on scribbles", "stage1", run.stage1)}
+    # stop_at: nothing after a stopped stage may use half of it.
+    if trained["stage1"]["status"] == "stopped":
+        return _stopped("stage1", trained["stage1"], run.split, run.log)
     exp: dict = {}
-    if not main_rank:
-        pass
-    elif summary_path.is_file():
-        exp = json.loads(summary_path.read_text())
-    else:
-        exp = expand_dataset(
-            best1,
-            ds,
-            ds.split("train"),
-            seeds,
-            cfg.expand.threshold,
-            cfg.expand.tta,
-            cfg.expand.keep_largest,
-            cfg.stage1.device,
-            progress,
-            target=cfg.expand.target,
-            scribble_dir=scribble_dir,
+    if "stage2" in stages:
+        exp = run.timed(
+            "expanding scribbles with confident stage-1 predictions", "expand", run.expand
         )
-    distributed.barrier(info)
-    if main_rank:
-        log(format_summary(exp))
-    timings["expand"] = time.perf_counter() - t
+        trained["stage2"] = run.timed("stage 2: training on expanded seeds", "stage2", run.stage2)
+        if trained["stage2"]["status"] == "stopped":
+            return _stopped("stage2", trained["stage2"], run.split, run.log)
 
-    t = step("stage 2: training on expanded seeds")
-    s2cfg = copy.deepcopy(cfg.stage2)
-    s2cfg.init_from = str(best1)
-    s2cfg.scribble_dir = str(seeds)
-    s2cfg.cache_dir = s2cfg.cache_dir or s1cfg.cache_dir
-    s2 = Trainer(ds, s2cfg, out / "stage2", progress).fit(resume=True)
-    timings["stage2"] = time.perf_counter() - t
-    if s2["status"] == "stopped":
-        return _stopped("stage2", s2, split, log)
-
-    if not main_rank:  # prediction, evaluation and the report are rank 0's
-        distributed.barrier(info)
-        return {"split": split, "rank": info.rank, "train": {"stage1": s1, "stage2": s2}}
-    results = {}
-    cases = ds.split(split)
-    for stage in ("stage1", "stage2"):
-        t = step(f"predicting the {split} split with {stage}")
-        pred_dir = out / "predictions" / stage
-        predict_folder(
-            out / stage / "checkpoints" / ckpt_name,
-            ds.root,
-            pred_dir,
-            uncertainty=True,
-            split=split,
-            device=cfg.stage1.device,
-            progress=progress,
-            largest_component=cfg.largest_component,
+    if not run.main:  # prediction, evaluation and the report are rank 0's
+        distributed.barrier(run.info)
+        return {"split": run.split, "rank": run.info.rank, "train": trained}
+    metrics = {
+        stage: run.timed(
+            f"predicting the {run.split} split with {stage}",
+            f"predict+evaluate {stage}",
+            lambda stage=stage: run.predict_and_evaluate(stage),
         )
-        missing = [c for c in cases if ds.paths(c).label is None]
-        if missing:
-            raise DmspsError(
-                f"{ds.root}: no label for {split} case(s) {missing[:5]}; cannot evaluate"
-            )
-        # Ours, plus the authors' (medpy) convention in summary_medpy.json beside it.
-        results[stage] = evaluate_folders(
-            pred_dir,
-            ds.root,
-            out / "metrics" / stage,
-            progress=progress,
-            conventions=("monai", "medpy"),
-        )
-        timings[f"predict+evaluate {stage}"] = time.perf_counter() - t
-    write_report(out, ds, cases, results, {"stage1": s1, "stage2": s2}, exp, split)
-    result = {
-        "split": split,
-        "metrics": results,
-        "train": {"stage1": s1, "stage2": s2},
-        "expand": exp,
-        "timings_s": timings,
+        for stage in stages
     }
-    write_json(out / "results.json", result)
-    distributed.barrier(info)
+    if "stage2" in stages:
+        write_report(run.out, ds, cases, metrics, trained, exp, run.split)
+    result = {
+        "split": run.split,
+        "metrics": metrics,
+        "train": trained,
+        "expand": exp,
+        "timings_s": run.timings,
+    }
+    write_json(run.out / "results.json", result)
+    distributed.barrier(run.info)
     return result

@@ -9,9 +9,8 @@ The weights are the ones the cited code trains with, applied without ramp-up as 
 The second term is logged as ``pl`` so that logs and reports show it like DMSPS's
 pseudo-label term. Nothing here reads a tensor back to the host.
 
-This module subclasses :class:`~dmsps.training.methods.Method` and adds its classes to
-``METHODS`` / ``DEFAULT_PL_WEIGHT`` through ``register`` (bottom); methods.py imports it
-at its end, so importing either module first gives the full registry.
+Each class's ``default_weight`` is the setting of the cited code (``pl_weight``
+overrides it); ``methods.py`` lists the classes in ``METHODS``.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from dmsps.training.losses import dice_loss
-from dmsps.training.methods import Batch, Method, register
+from dmsps.training.method_base import Batch, Method
 
 # Loss building blocks (N-D: probs and images are (B, C, *spatial), 1 to 3 spatial axes).
 
@@ -105,6 +104,10 @@ class EntropyMinimisation(_Regularised):
     """
 
     name = "em"
+    # WSL4MIS (HiLab-git/WSL4MIS at a594da8, code/) train_weakly_supervised_pCE_Entropy_Mini_2D.py
+    # line 102: loss_ce + 0.1 * ent_loss, ent_loss = utils/losses.py `entropy_loss` (line
+    # 30), the entropy divided by log C.
+    default_weight = 0.1
 
     def term(self, logits, batch):
         return normalised_entropy(logits)
@@ -124,6 +127,8 @@ class TotalVariation(_Regularised):
     """
 
     name = "tv"
+    # WSL4MIS train_weakly_supervised_pCE_TV_2D.py line 114: loss_ce + 1e-2 * loss_tv.
+    default_weight = 1e-2
 
     def term(self, logits, batch):
         return soft_contour_length(torch.softmax(logits, 1))
@@ -143,6 +148,9 @@ class MumfordShah(_Regularised):
     """
 
     name = "mumford-shah"
+    # WSL4MIS train_weakly_supervised_pCE_MumfordShah_Loss_2D.py line 103: loss_ce + 1e-6 *
+    # utils/losses.py `MumfordShah_Loss` (lines 275-309).
+    default_weight = 1e-6
 
     def term(self, logits, batch):
         return mumford_shah(torch.softmax(logits, 1), batch.image)
@@ -158,6 +166,8 @@ class PCEDice(Method):
     """
 
     name = "pce-dice"
+    # nnU-Net's DC_and_CE_loss (weight_ce = weight_dice = 1), as Gotkowski et al. use it.
+    default_weight = 1.0
 
     def loss(self, main, aux, batch, iteration, generator=None):
         s, ig = batch.scribble, self.cfg.ignore
@@ -170,18 +180,3 @@ class PCEDice(Method):
         )
         w = self.cfg.pl_weight
         return sup + w * dl, {"sup": sup.detach(), "pl": dl.detach(), "w": w}
-
-
-# Default weights (``pl_weight`` overrides them), each the setting of the cited code.
-# WSL4MIS = HiLab-git/WSL4MIS at a594da8, scripts under code/.
-# train_weakly_supervised_pCE_Entropy_Mini_2D.py line 102: loss_ce + 0.1 * ent_loss, with
-# ent_loss = utils/losses.py `entropy_loss` (line 30), the entropy divided by log C.
-register(EntropyMinimisation, default_weight=0.1)
-# train_weakly_supervised_pCE_TV_2D.py line 114: loss_ce + 1e-2 * loss_tv (lines 58-65).
-register(TotalVariation, default_weight=1e-2)
-# train_weakly_supervised_pCE_MumfordShah_Loss_2D.py line 103: loss_ce + 1e-6 * the loss
-# of utils/losses.py `MumfordShah_Loss` (lines 275-309).
-register(MumfordShah, default_weight=1e-6)
-# nnU-Net's DC_and_CE_loss (weight_ce = weight_dice = 1), which Gotkowski et al. use as is.
-register(PCEDice, default_weight=1.0)
-import dmsps.training.gated_crf  # noqa: E402, F401

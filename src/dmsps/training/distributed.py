@@ -109,10 +109,6 @@ def wrap(model: torch.nn.Module, device: torch.device, info: DistInfo) -> torch.
     return DistributedDataParallel(model)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return getattr(model, "module", model)
-
-
 def barrier(info: DistInfo) -> None:
     if info.active:
         dist.barrier()

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from dmsps.training.baselines import _Regularised
-from dmsps.training.methods import Batch, register
+from dmsps.training.method_base import Batch
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,7 @@ class GatedCRF(_Regularised):
     """
 
     name = "gatedcrf"
+    default_weight = DEFAULT_WEIGHT
     kernels: tuple[GaussianKernel, ...] = DEFAULT_KERNELS
     radius: int = DEFAULT_RADIUS
     downscale: int = DEFAULT_DOWNSCALE
@@ -208,6 +209,3 @@ class GatedCRF(_Regularised):
             potts_energy(_grid(torch.softmax(z, 1), self.downscale), pairs) for z in (main, aux)
         ]
         return 0.5 * (energies[0] + energies[1])
-
-
-register(GatedCRF, default_weight=DEFAULT_WEIGHT)

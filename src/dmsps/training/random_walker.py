@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from skimage.segmentation import random_walker
-from tqdm import tqdm
 
 from dmsps.data.layout import Dataset
 from dmsps.io.atomic import remove_temporaries
 from dmsps.io.nifti import save_volume
+from dmsps.progress import progress_bar
 from dmsps.training.losses import dice_loss, partial_ce
-from dmsps.training.methods import Method, register
+from dmsps.training.method_base import Method
 
 #: WSL4MIS: beta 100 on intensities mapped from [-0.35, 1.35] to [-1, 1].
 BETA = 100.0
@@ -95,7 +95,7 @@ def write_pseudo_labels(
     """One pseudo-label file per case in ``out_dir``; existing files are kept (resume)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ignore = ds.meta.ignore_value
-    for case in tqdm(cases, desc="random walker", disable=not progress):
+    for case in progress_bar(cases, desc="random walker", disable=not progress):
         target = out_dir / f"{case}{ds.meta.file_ending}"
         if target.is_file():
             continue
@@ -118,6 +118,7 @@ class RandomWalkerLabels(Method):
     """
 
     name = "random-walker"
+    default_weight = 0.0
     grows_seeds = True
 
     def loss(self, main, aux, batch, iteration, generator=None):
@@ -130,6 +131,3 @@ class RandomWalkerLabels(Method):
             + dice_loss(torch.softmax(aux, 1), target, mask=valid)
         )
         return 0.5 * (ce + dl), {"ce": ce.detach(), "dice": dl.detach()}
-
-
-register(RandomWalkerLabels, default_weight=0.0)

@@ -29,7 +29,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from dmsps.data.cache import CaseCache, preprocess
 from dmsps.data.layout import Dataset
@@ -37,6 +36,7 @@ from dmsps.data.normalization import Normalization
 from dmsps.device import host_to
 from dmsps.errors import DmspsError
 from dmsps.inference.inferers import resize_slices
+from dmsps.progress import progress_bar
 
 Batch3 = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 #: How a patch centred on annotation picks its centre: any annotated voxel alike, or a
@@ -93,7 +93,9 @@ def load_slices(
     size = (size, size) if isinstance(size, int) else tuple(size)
     ignore = ds.meta.ignore_value
     imgs, scribs, labs = [], [], []
-    for case in tqdm(cases, desc="loading training slices", disable=not progress, leave=False):
+    for case in progress_bar(
+        cases, desc="loading training slices", disable=not progress, leave=False
+    ):
         image, geom = ds.load_image(case)
         scrib = ds.load_scribble(case, scribble_dir, shape=geom.shape)
         if scrib is None:
@@ -275,7 +277,7 @@ def load_volumes(
 ) -> list[Volume]:
     """Whole validation volumes in memory (small 2D datasets)."""
     out = []
-    for case in tqdm(cases, desc="loading volumes", disable=not progress, leave=False):
+    for case in progress_bar(cases, desc="loading volumes", disable=not progress, leave=False):
         image, geom = ds.load_image(case)
         norm, _ = preprocess(image, schemes or _zscore(image.shape[0]), crop_nonzero=False)
         out.append(Volume(case, norm, ds.load_label(case, shape=geom.shape)))

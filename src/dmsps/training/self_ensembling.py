@@ -21,7 +21,7 @@ import math
 import torch
 
 from dmsps.training.losses import partial_ce, sigmoid_rampup
-from dmsps.training.methods import Method, register
+from dmsps.training.method_base import Method
 
 #: Teacher passes USTM averages for its uncertainty (WSL4MIS: T = 8).
 USTM_PASSES = 8
@@ -63,6 +63,7 @@ class USTM(Method):
     """
 
     name = "ustm"
+    default_weight = 1.0  # WSL4MIS train_weakly_supervised_ustm_2D.py line 58 (ramped)
     teacher_decay = 0.99  # WSL4MIS update_ema_variables(model, ema_model, 0.99, ...)
 
     def ramp(self, iteration: int) -> float:
@@ -111,6 +112,7 @@ class Scribble2Label(Method):
     """
 
     name = "s2l"
+    default_weight = 0.5  # WSL4MIS train_s2l.py line 147: loss_ce + 0.5 * loss_u
     teacher_decay = 0.998
     confidence = 0.8
     warmup_fraction = 0.1
@@ -130,9 +132,3 @@ class Scribble2Label(Method):
         w = self.cfg.pl_weight
         terms = {"sup": sup.detach(), "pl": pl.detach(), "w": w, "certain": keep.float().mean()}
         return sup + w * pl, terms
-
-
-# WSL4MIS train_weakly_supervised_ustm_2D.py line 58: consistency weight 1.0 (ramped).
-register(USTM, default_weight=1.0)
-# WSL4MIS train_s2l.py line 147: loss_ce + 0.5 * loss_u.
-register(Scribble2Label, default_weight=0.5)

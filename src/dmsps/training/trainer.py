@@ -26,27 +26,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from dmsps.config import TrainConfig, from_dict, refuse_other_settings
+from dmsps.config import TrainConfig, refuse_other_saved
 from dmsps.data import normalization
 from dmsps.data.cache import CaseCache
 from dmsps.data.layout import Dataset
 from dmsps.device import precision_name, resolve_amp, resolve_device, tune_glibc_malloc
-from dmsps.errors import DmspsError
+from dmsps.errors import DmspsError, missing_extra
 from dmsps.eval.metrics import dice_per_class
 from dmsps.inference.inferers import Inferer, make_inferer
-from dmsps.inference.uncertainty import labels
+from dmsps.inference.uncertainty import label_map
 from dmsps.io.atomic import remove_temporaries, write_json, write_text
 from dmsps.models.checkpoint import load_checkpoint, model_config, save_checkpoint
-from dmsps.models.unet import ModelConfig, build_model, count_parameters, default_dropouts
+from dmsps.models.networks import build_model
+from dmsps.models.unet import ModelConfig, count_parameters
+from dmsps.progress import progress_bar
 from dmsps.training import distributed
 from dmsps.training.augment import augment_batch
-from dmsps.training.losses import PL_LOSSES
-from dmsps.training.methods import METHODS, Batch, build_method
+from dmsps.training.method_base import Batch
+from dmsps.training.methods import build_method
 from dmsps.training.random_walker import write_pseudo_labels
 from dmsps.training.samplers import (
-    CENTRING,
     CachedVolumes,
     PatchSampler,
     Sampler,
@@ -62,86 +62,22 @@ LOG_FIELDS = ["iteration", "loss", "sup", "pl", "w", "lr", "val_dice", "elapsed_
 CHECKPOINT_FORMAT = 2
 
 
-def validate_config(cfg: TrainConfig, model_cfg: ModelConfig | None = None) -> None:
-    """Reject settings that cannot work before any data is read."""
-    if cfg.method not in METHODS:
-        raise DmspsError(f"unknown method '{cfg.method}' (choose from {', '.join(METHODS)})")
-    if cfg.pl_loss not in PL_LOSSES:
-        raise DmspsError(f"pl_loss must be one of {', '.join(PL_LOSSES)}, not '{cfg.pl_loss}'")
-    if cfg.optimizer not in ("sgd", "adam"):
-        raise DmspsError(f"optimizer must be sgd or adam, not '{cfg.optimizer}'")
-    if cfg.schedule not in ("auto", "poly", "constant"):
-        raise DmspsError(f"schedule must be auto, poly or constant, not '{cfg.schedule}'")
-    for name in ("iterations", "batch_size", "val_interval"):
-        if getattr(cfg, name) <= 0:
-            raise DmspsError(f"{name} must be positive")
-    if cfg.spatial_dims not in (2, 3):
-        raise DmspsError(f"spatial_dims must be 2 or 3, not {cfg.spatial_dims}")
-    if cfg.sampler not in ("auto", "slices", "patches"):
-        raise DmspsError(f"sampler must be auto, slices or patches, not '{cfg.sampler}'")
-    if cfg.resolved_sampler == "slices" and cfg.spatial_dims != 2:
-        raise DmspsError("sampler 'slices' is 2D only; 3D training uses patches")
-    if cfg.centring not in CENTRING:
-        raise DmspsError(f"centring must be one of {', '.join(CENTRING)}, not '{cfg.centring}'")
-    ps = cfg.patch_size
-    if len(ps) != cfg.spatial_dims or any(p <= 0 for p in ps):
-        raise DmspsError(
-            f"patch_size {ps} needs {cfg.spatial_dims} positive sizes for spatial_dims "
-            f"{cfg.spatial_dims}"
-        )
-    if model_cfg is not None:
-        model_cfg.check()
-        multiples = list(model_cfg.multiples)
-        if any(p % m for p, m in zip(ps, multiples, strict=True)):
-            raise DmspsError(
-                f"patch_size {ps} must be a multiple of {multiples} (axis by axis): the "
-                f"network pools {len(model_cfg.features) - 1} times"
-            )
-    if cfg.target_spacing:
-        if cfg.resolved_sampler != "patches":
-            raise DmspsError("target_spacing needs the patches sampler (sampler=patches)")
-        ts = cfg.target_spacing
-        if len(ts) != 3 or any(t < 0 for t in ts) or not any(t > 0 for t in ts):
-            raise DmspsError(
-                "target_spacing needs 3 sizes in mm (Z, Y, X), each positive or 0 to keep "
-                f"that axis, got {ts}"
-            )
-    drop = cfg.encoder_dropout
-    if drop and (len(drop) != len(cfg.features) or any(not 0 <= d < 1 for d in drop)):
-        raise DmspsError(
-            f"encoder_dropout {drop} needs one value in [0, 1) per encoder level "
-            f"({len(cfg.features)}, as features {cfg.features}), or none for the default"
-        )
-    if not 0 <= cfg.inference_overlap < 1:
-        raise DmspsError("inference_overlap must be in [0, 1)")
-    for spec in cfg.normalization:
-        normalization.parse(spec)
-
-
 class Trainer:
     """Trains one stage into ``out``: checkpoints/{last,best}.pt, log.csv, final.json."""
 
     def __init__(
         self, dataset: Dataset, cfg: TrainConfig, out: Path, progress: bool = True
     ) -> None:
-        cfg.normalise()
+        cfg.complete()
+        cfg.check()
         self.ds, self.cfg, self.out, self.progress = dataset, cfg, Path(out), progress
         meta = dataset.meta
         self.num_classes, self.ignore = meta.num_classes, meta.ignore_value
         self.model_cfg = ModelConfig(
-            spatial_dims=cfg.spatial_dims,
+            **cfg.network_settings(),
             in_channels=dataset.num_channels,
             num_classes=self.num_classes,
-            features=list(cfg.features),
-            encoder_dropout=list(cfg.encoder_dropout) or default_dropouts(len(cfg.features)),
-            norm=cfg.norm,
-            activation=cfg.activation,
-            join=cfg.join,
-            head_kernel=cfg.head_kernel,
-            network=cfg.network,
-            z_pooling=cfg.z_pooling,
         )
-        validate_config(cfg, self.model_cfg)
         self.schemes = normalization.resolve(
             meta.channel_names, meta.extra.get("normalization"), cfg.normalization
         )
@@ -390,7 +326,7 @@ class Trainer:
         net = inferer.prepare(model)
         scores = []
         for v in volumes:
-            pred = labels(inferer(net, v.image)["main"]).numpy()
+            pred = label_map(inferer(net, v.image)["main"]).numpy()
             scores.append(np.mean(dice_per_class(pred, v.label, self.num_classes)))
         return float(np.mean(scores))
 
@@ -452,18 +388,13 @@ class Trainer:
         is trained (where, how fast, how it is logged, where to stop) may differ.
         """
         path = self.out / "config.json"
-        if not path.is_file():
-            return
-        try:
-            old = asdict(from_dict(TrainConfig, json.loads(path.read_text())))
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
-            raise DmspsError(f"{path}: cannot read ({exc}); use a new output folder") from None
-        refuse_other_settings(
-            old,
-            asdict(self.cfg),
-            f"{self.out}: was trained with other settings",
-            "use a new output folder, or the same settings to resume or reuse it",
-        )
+        if path.is_file():
+            refuse_other_saved(
+                path,
+                self.cfg,
+                f"{self.out}: was trained with other settings",
+                "use a new output folder, or the same settings to resume or reuse it",
+            )
 
     def fit(self, resume: bool = False) -> dict:
         cfg = self.cfg
@@ -503,13 +434,12 @@ class Trainer:
         t0 = time.perf_counter()
         elapsed0 = history[-1]["elapsed_s"] if history else 0.0
         status = "complete"
-        bar = tqdm(
+        bar = progress_bar(
             total=cfg.iterations,
             initial=start,
             desc=f"train {cfg.method}",
             disable=not self.progress,
             unit="it",
-            dynamic_ncols=True,
         )
         it = start
         ctrl_c = _CtrlC(enabled=not self.dist.active)
@@ -676,8 +606,6 @@ def _read_log(path: Path, upto: int) -> list[dict]:
 def _tensorboard(out: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise DmspsError(
-            "TensorBoard logging needs the tensorboard package: pip install tensorboard"
-        ) from None
+    except ImportError as exc:
+        raise missing_extra("tensorboard", "TensorBoard logging", exc) from None
     return SummaryWriter(str(out / "tensorboard"))

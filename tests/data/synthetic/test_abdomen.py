@@ -13,12 +13,12 @@ from scipy import ndimage as ndi
 from dmsps.cli import main
 from dmsps.data.synthetic.abdomen import (
     DEFAULT_SHAPE,
+    DRAWN_LABELS,
     FIELD_OF_VIEW,
-    WORD_LABELS,
     make_abdomen_case,
     make_abdomen_source,
 )
-from dmsps.data.synthetic.cardiac import split_counts
+from dmsps.data.synthetic.shapes import split_counts
 from dmsps.errors import DmspsError
 from dmsps.io.nifti import load_volume
 
@@ -36,7 +36,7 @@ def test_case_shapes_dtypes_and_ranges():
     assert image.shape == label.shape == SMALL
     assert image.dtype == np.int16 and label.dtype == np.uint8
     assert image.min() >= -1024 and image.max() <= 3071
-    assert set(np.unique(label)) <= {0, *WORD_LABELS}
+    assert set(np.unique(label)) <= {0, *DRAWN_LABELS}
     # Air outside the body at every in-plane border, fat and bone inside.
     for border in (image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]):
         assert (border < -900).all()
@@ -46,9 +46,9 @@ def test_case_shapes_dtypes_and_ranges():
 
 def test_every_label_in_every_case(cases):
     for _, label in cases:
-        assert set(np.unique(label)) == {0, *WORD_LABELS}
+        assert set(np.unique(label)) == {0, *DRAWN_LABELS}
     for seed in range(4, 10):  # also at a coarse resolution
-        assert set(np.unique(make_abdomen_case(seed, SMALL)[1])) == {0, *WORD_LABELS}
+        assert set(np.unique(make_abdomen_case(seed, SMALL)[1])) == {0, *DRAWN_LABELS}
 
 
 SPACING = np.asarray(FIELD_OF_VIEW) / np.asarray(DEFAULT_SHAPE)  # 5 x 3.5 x 3.5 mm
@@ -63,7 +63,7 @@ def _centroid_mm(mask: np.ndarray) -> np.ndarray:
 
 def test_organs_in_a_realistic_arrangement(cases):
     for image, label in cases:
-        c = {k: _centroid_mm(label == k) for k in WORD_LABELS}
+        c = {k: _centroid_mm(label == k) for k in DRAWN_LABELS}
         spine = _centroid_mm((image > 150) & (np.abs(np.arange(96) - 47.5) < 8)[None, None])
         # Liver and right kidney on the patient's right (small X) of the spine, spleen,
         # stomach and left kidney on the left.
@@ -72,12 +72,12 @@ def test_organs_in_a_realistic_arrangement(cases):
         assert c[5][2] > spine[2] + 10.0
         # The spine is behind the organs, the kidneys beside it and behind the pancreas
         # and gallbladder.
-        for k in WORD_LABELS:
-            assert c[k][1] < spine[1] + (20.0 if k in (3, 4) else 0.0), WORD_LABELS[k]
+        for k in DRAWN_LABELS:
+            assert c[k][1] < spine[1] + (20.0 if k in (3, 4) else 0.0), DRAWN_LABELS[k]
         assert min(c[3][1], c[4][1]) > max(c[8][1], c[6][1])
         # The liver reaches higher than the organs below it; the left kidney sits above
         # the right one; the gallbladder below the liver's centre; the colon low.
-        top = {k: np.flatnonzero((label == k).any(axis=(1, 2))).max() for k in WORD_LABELS}
+        top = {k: np.flatnonzero((label == k).any(axis=(1, 2))).max() for k in DRAWN_LABELS}
         assert top[1] > max(top[k] for k in (3, 4, 6, 8, 9, 10, 11))
         assert c[3][0] > c[4][0] and c[6][0] < c[1][0] and c[10][0] < c[8][0]
         # Organs start and end at different slices.
@@ -85,7 +85,7 @@ def test_organs_in_a_realistic_arrangement(cases):
         assert len(ranges) >= 6
         # Realistic sizes (cm^3).
         voxel = np.prod(SPACING) / 1000.0
-        volume = {k: (label == k).sum() * voxel for k in WORD_LABELS}
+        volume = {k: (label == k).sum() * voxel for k in DRAWN_LABELS}
         assert 600 < volume[1] < 2500 and 40 < volume[2] < 500
         assert 40 < volume[3] < 350 and 40 < volume[4] < 350
         assert 5 < volume[6] < 120 and 15 < volume[8] < 150
@@ -96,7 +96,7 @@ def test_hounsfield_units_are_realistic(cases):
     for image, label in cases:
         for k, (lo, hi) in expected.items():
             inner = ndi.binary_erosion(label == k, np.ones((1, 3, 3)))  # no partial volume
-            assert lo < np.median(image[inner]) < hi, WORD_LABELS[k]
+            assert lo < np.median(image[inner]) < hi, DRAWN_LABELS[k]
         assert np.percentile(image[label == 5], 10) < 15  # fluid or gas in the lumen
         body = image > -500
         assert -1010 < np.median(image[~body]) < -990
@@ -117,7 +117,7 @@ def test_organs_are_not_separable_by_intensity(cases):
     for image, label in cases:
         window = np.clip((image.astype(np.float32) + 150.0) / 400.0, 0.0, 1.0)  # -150..250 HU
         for k in PAPER_ORGANS:
-            assert _best_interval_dice(window, label == k) < 0.8, WORD_LABELS[k]
+            assert _best_interval_dice(window, label == k) < 0.8, DRAWN_LABELS[k]
             lo, hi = np.percentile(image[label == k], [10, 90])
             other = (image >= lo) & (image <= hi) & (label != k)
             confusable[k] = confusable.get(k, 0) + other.sum()
@@ -125,7 +125,7 @@ def test_organs_are_not_separable_by_intensity(cases):
     # Each organ's typical intensities are just as common elsewhere: liver vs spleen and
     # muscle, kidneys vs pancreas and bowel wall, gallbladder vs bowel fluid.
     for k in PAPER_ORGANS:
-        assert confusable[k] > 0.5 * volume[k], WORD_LABELS[k]
+        assert confusable[k] > 0.5 * volume[k], DRAWN_LABELS[k]
 
 
 def test_case_is_deterministic_per_seed():
@@ -168,7 +168,7 @@ def test_source_layout_and_reading_back(tmp_path):
             assert geom.affine[0, 0] < 0 and geom.affine[1, 1] < 0 and geom.affine[2, 2] > 0
             assert nib.load(out / images / f).get_data_dtype() == np.int16
             assert nib.load(out / labels / f).get_data_dtype() == np.uint8
-            assert set(np.unique(label)) == {0, *WORD_LABELS}
+            assert set(np.unique(label)) == {0, *DRAWN_LABELS}
     # Explicit spacing sets the voxel size (and the field of view).
     out = make_abdomen_source(
         tmp_path / "fine", cases=3, shape=(24, 64, 64), spacing=(7.0, 5.0, 5.0), progress=False

@@ -11,7 +11,8 @@ import pytest
 
 from dmsps.cli import main
 from dmsps.data.layout import Dataset
-from dmsps.data.synthetic.cardiac import make_cardiac_case, make_cardiac_dataset, split_counts
+from dmsps.data.synthetic.cardiac import make_cardiac_case, make_cardiac_dataset
+from dmsps.data.synthetic.shapes import split_counts
 from dmsps.errors import DmspsError
 
 
@@ -138,7 +139,7 @@ def test_refuses_to_overwrite_unless_asked(tmp_path):
     make_cardiac_dataset(out, cases=4, size=32, slices=2, progress=False, overwrite=True)
     assert len(Dataset(out).cases_in("Tr")) == 3  # old files were cleared first
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(DmspsError, match="not part of a dataset"):
+    with pytest.raises(DmspsError, match="not part of a generated dataset"):
         make_cardiac_dataset(out, cases=3, size=32, slices=2, progress=False, overwrite=True)
     assert (out / "notes.txt").exists()
 

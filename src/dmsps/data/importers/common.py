@@ -155,11 +155,11 @@ def write_dataset(
 def _write_cases(
     out: Path, meta: DatasetMeta, cases: Sequence[SourceCase], progress: bool, desc: str
 ) -> ImportResult:
-    from tqdm import tqdm
+    from dmsps.progress import progress_bar
 
     writer = DatasetWriter(out, meta)
     result = ImportResult(out, {s: [] for s in SPLITS})
-    for case in tqdm(cases, desc=desc, unit="case", disable=not progress, leave=False):
+    for case in progress_bar(cases, desc=desc, unit="case", disable=not progress, leave=False):
         data = case.load()
         if data.scribble is not None and not (data.scribble != meta.ignore_value).any():
             result.warnings.append(
@@ -437,11 +437,12 @@ def add_out_arguments(p: argparse.ArgumentParser, default_name: str | None) -> N
         default=default_name,
         help=f"dataset name for dataset.json (default {default_name or 'the OUT folder name'})",
     )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def out_options(args: argparse.Namespace) -> dict:
     """What add_out_arguments parsed, as the import functions' keyword arguments."""
-    return {"overwrite": args.overwrite, "name": args.name}
+    return {"overwrite": args.overwrite, "name": args.name, "progress": not args.quiet}
 
 
 def add_scribble_arguments(

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
-from tqdm import tqdm
 
-from dmsps.data.synthetic.cardiac import CASE_SEED_STRIDE, split_counts
+from dmsps.data.importers.word import WORD_LABELS
 from dmsps.data.synthetic.shapes import (
+    CASE_SEED_STRIDE,
     Scene,
     as_rng,
     catmull_rom,
@@ -43,24 +43,29 @@ from dmsps.data.synthetic.shapes import (
     resolve_grid,
     smooth_field,
     smooth_union,
+    split_counts,
     tube_sd,
 )
 from dmsps.errors import DmspsError
 from dmsps.io.nifti import save_volume
+from dmsps.progress import progress_bar
 
-#: WORD's label values for the structures drawn here.
-WORD_LABELS = {
-    1: "liver",
-    2: "spleen",
-    3: "kidney_left",
-    4: "kidney_right",
-    5: "stomach",
-    6: "gallbladder",
-    7: "esophagus",
-    8: "pancreas",
-    9: "duodenum",
-    10: "colon",
-    11: "intestine",
+#: The structures drawn here, by their WORD label value (WORD's table: dmsps.data.importers.word).
+DRAWN_LABELS = {
+    WORD_LABELS[name]: name
+    for name in (
+        "liver",
+        "spleen",
+        "kidney_left",
+        "kidney_right",
+        "stomach",
+        "gallbladder",
+        "esophagus",
+        "pancreas",
+        "duodenum",
+        "colon",
+        "intestine",
+    )
 }
 DEFAULT_SHAPE = (40, 96, 96)
 #: Default field of view in mm (Z, Y, X): 40 x 96 x 96 voxels of 5 x 3.5 x 3.5 mm cover
@@ -527,7 +532,7 @@ def make_abdomen_case(
     """Draw one synthetic abdominal CT volume.
 
     Returns ``(image, label)``, both (Z, Y, X): image int16 in Hounsfield units, label
-    uint8 with WORD's values (see ``WORD_LABELS``). ``spacing`` (mm, Z Y X) defaults to
+    uint8 with WORD's values (see ``DRAWN_LABELS``). ``spacing`` (mm, Z Y X) defaults to
     the field of view ``FIELD_OF_VIEW`` divided by ``shape``. ``phase`` is ``unenhanced``
     or ``venous`` (see ``PHASES``). The same seed gives the same arrays.
     """
@@ -568,7 +573,7 @@ def make_abdomen_source(
     counts = split_counts(cases)
     folders = [pair for pair, n in zip(SPLIT_FOLDERS, counts, strict=True) for _ in range(n)]
     geometry = radiological_geometry(shape, spacing)
-    for i in tqdm(range(cases), desc="synth abdomen", unit="case", disable=not progress):
+    for i in progress_bar(range(cases), desc="synth abdomen", unit="case", disable=not progress):
         image, label = make_abdomen_case(
             np.random.default_rng(seed * CASE_SEED_STRIDE + i), shape, spacing, phase
         )

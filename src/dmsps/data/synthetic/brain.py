@@ -31,10 +31,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
-from tqdm import tqdm
 
-from dmsps.data.synthetic.cardiac import CASE_SEED_STRIDE
 from dmsps.data.synthetic.shapes import (
+    CASE_SEED_STRIDE,
     Scene,
     as_rng,
     check_int,
@@ -46,6 +45,7 @@ from dmsps.data.synthetic.shapes import (
     smooth_field,
 )
 from dmsps.io.nifti import save_volume
+from dmsps.progress import progress_bar
 
 #: BraTS label values: necrotic/non-enhancing core, edema, enhancing tumour (no 3).
 BRATS_LABELS = {1: "necrotic / non-enhancing tumour core", 2: "edema", 4: "enhancing tumour"}
@@ -271,7 +271,7 @@ def make_brain_source(
     out = Path(out)
     prepare_out(out, overwrite, _source_entry)
     geometry = radiological_geometry(shape, spacing)
-    for i in tqdm(range(cases), desc="synth brain", unit="case", disable=not progress):
+    for i in progress_bar(range(cases), desc="synth brain", unit="case", disable=not progress):
         channels, seg = make_brain_case(
             np.random.default_rng(seed * CASE_SEED_STRIDE + i), shape, spacing
         )

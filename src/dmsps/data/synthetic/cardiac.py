@@ -13,23 +13,21 @@ the RV disappears on apical slices.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
-from tqdm import tqdm
 
 from dmsps.data.layout import LAYOUT_ENTRIES, DatasetWriter, cardiac_meta
 from dmsps.data.simulation import simulate_scribble
+from dmsps.data.synthetic.shapes import CASE_SEED_STRIDE, prepare_out, split_counts
 from dmsps.errors import DmspsError
 from dmsps.io.nifti import Geometry
+from dmsps.progress import progress_bar
 
 NUM_CLASSES = 4
 #: In-plane spacing at 96 px; other sizes rescale it so the anatomy keeps its size in mm.
 BASE_SPACING = (8.0, 1.5, 1.5)
-#: Seeds of different cases are this far apart, so a case never depends on ``cases``.
-CASE_SEED_STRIDE = 100003
 
 
 def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -314,36 +312,6 @@ def make_cardiac_case(
     return img.astype(np.float32), label
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    """Refuse to mix with existing files; with ``overwrite``, clear an old dataset only."""
-    if out.exists() and not out.is_dir():
-        raise DmspsError(f"{out}: exists and is not a folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not overwrite:
-        raise DmspsError(
-            f"{out}: folder is not empty; use --force to replace it (same as --overwrite)"
-        )
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in LAYOUT_ENTRIES)
-    if foreign:
-        raise DmspsError(
-            f"{out}: holds files that are not part of a dataset ({', '.join(foreign[:3])}); "
-            "refusing to delete them, choose another folder"
-        )
-    for p in out.iterdir():
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-
-
-def split_counts(cases: int) -> tuple[int, int, int]:
-    """(train, val, test) for a 60/20/20 split with at least one case in each."""
-    n_val = max(1, round(0.2 * cases))
-    n_test = max(1, round(0.2 * cases))
-    return cases - n_val - n_test, n_val, n_test
-
-
 def make_cardiac_dataset(
     out: str | Path,
     cases: int = 40,
@@ -370,7 +338,7 @@ def make_cardiac_dataset(
     if not 0.0 < density <= 1.0:
         raise DmspsError(f"--density must be in (0, 1], got {density}")
     out = Path(out)
-    _prepare_out(out, overwrite)
+    prepare_out(out, overwrite, lambda p: p.name in LAYOUT_ENTRIES)
 
     n_train, n_val, _ = split_counts(cases)
     width = max(3, len(str(cases - 1)))
@@ -389,7 +357,7 @@ def make_cardiac_dataset(
         f"scribble density {density:g})"
     )
     writer = DatasetWriter(out, meta)
-    for i, name in enumerate(tqdm(names, desc="synth", unit="case", disable=not progress)):
+    for i, name in enumerate(progress_bar(names, desc="synth", unit="case", disable=not progress)):
         rng = np.random.default_rng(seed * CASE_SEED_STRIDE + i)
         image, label = make_cardiac_case(rng, size, slices)
         if name in test:

@@ -337,3 +337,14 @@ def catmull_rom(control: np.ndarray, step: float) -> np.ndarray:
         )
     out.append(control[-1:])
     return np.concatenate(out)
+
+
+#: Seeds of different cases are this far apart, so a case never depends on ``cases``.
+CASE_SEED_STRIDE = 100003
+
+
+def split_counts(cases: int) -> tuple[int, int, int]:
+    """(train, val, test) for a 60/20/20 split with at least one case in each."""
+    n_val = max(1, round(0.2 * cases))
+    n_test = max(1, round(0.2 * cases))
+    return cases - n_val - n_test, n_val, n_test

@@ -336,10 +336,10 @@ def _nifti_meta(
 
 def _max_label(label_files: dict[str, Path], progress: bool) -> int:
     """Largest label value over all label files: the class count when none is given."""
-    from tqdm import tqdm
+    from dmsps.progress import progress_bar
 
     top = 0
-    for path in tqdm(
+    for path in progress_bar(
         list(label_files.values()),
         desc="scan labels",
         unit="file",
