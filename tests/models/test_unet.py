@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from dmsps.errors import DmspsError
 from dmsps.models.unet import DualDecoderNet, ModelConfig, count_parameters
 
 
@@ -122,3 +123,35 @@ def test_3d_network_builds_its_3x3x3_convolutions_with_the_bf16_guard():
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
     big = [m for m in convs if m.kernel_size == (3, 3, 3)]
     assert big and all(isinstance(m, Conv3d) for m in big)
+
+
+def test_per_level_kernels_and_strides_in_both_decoders():
+    """Anisotropic levels (nnU-Net): 1x3x3 kernels and 1x2x2 pooling first, then 3x3x3."""
+    cfg = ModelConfig(
+        spatial_dims=3,
+        features=[4, 8, 16],
+        kernel_sizes=[[1, 3, 3], [3, 3, 3], [3, 3, 3]],
+        pool_strides=[[1, 2, 2], [2, 2, 2]],
+    )
+    assert cfg.multiples == (2, 4, 4)
+    model = DualDecoderNet(cfg)
+    for part in (model.encoder.blocks[0], model.main.ups[-1].block, model.aux.ups[-1].block):
+        assert part[0].kernel_size == (1, 3, 3) and part[0].padding == (0, 1, 1)
+    for part in (model.encoder.blocks[1], model.main.ups[0].block, model.aux.ups[0].block):
+        assert part[0].kernel_size == (3, 3, 3)
+    assert model.main.head.kernel_size == (1, 3, 3)  # head_kernel 3 follows level 0
+    main, aux = model.eval()(torch.randn(1, 1, 5, 13, 11))  # padded to (6, 16, 12) inside
+    assert main.shape == aux.shape == (1, 4, 5, 13, 11)
+    # What a checkpoint stores rebuilds the same network.
+    again = DualDecoderNet(ModelConfig.from_dict(cfg.to_dict()))
+    again.load_state_dict(model.state_dict())
+    assert again.cfg.kernels == cfg.kernels and again.cfg.pool_sizes == cfg.pool_sizes
+
+
+def test_bad_kernels_or_strides_are_refused():
+    with pytest.raises(DmspsError, match="kernel_sizes 3x3x3 needs 3 entries"):
+        ModelConfig(spatial_dims=3, features=[4, 8, 16], kernel_sizes=[[3, 3, 3]]).check()
+    with pytest.raises(DmspsError, match="pool_strides 2x2x3,2x2x2 needs 2 entries"):
+        ModelConfig(
+            spatial_dims=3, features=[4, 8, 16], pool_strides=[[2, 2, 3], [2, 2, 2]]
+        ).check()
