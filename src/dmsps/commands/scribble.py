@@ -19,6 +19,12 @@ classes). --density shortens strokes to that fraction of their length (the DMSPS
 studies 1, 1/2, 1/4, 1/8 and 1/16). --every-nth-slice N keeps the strokes of every N-th
 slice only (axis 0; centred on the middle slice), as annotators of 3D volumes do.
 
+--scribble-style authors draws them the way the DMSPS authors' generator drew the
+paper's WORD and BraTS scribbles instead: per slice and class, the skeleton of the
+eroded region (--authors-erosion), one random path through it, 3 pixels wide, slightly
+shifted and turned and clipped to the class; background gets its whole skeleton. It has
+no stroke length (--density stays 1); --every-nth-slice works as above.
+
 --from-scribbles: every stroke (per slice, class and connected piece) keeps --length of
 its pixels as one piece from one end (deterministic, no seed), and --every-nth-slice
 keeps every N-th *annotated* slice. This is the paper's 1/4-length ACDC experiment
@@ -31,6 +37,7 @@ OUT_DIR must be empty or absent: files in it are replaced, or written beside, on
 
 examples:
   dmsps scribble data/mine/labelsTr data/mine/scribblesTr --density 0.25 --seed 0
+  dmsps scribble data/mine/labelsTr authors/scribblesTr --scribble-style authors
   dmsps scribble data/acdc/scribblesTr acdc_quarter/scribblesTr --from-scribbles --length 0.25
 """
 
@@ -69,6 +76,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="--from-scribbles: keep this fraction of every stroke, in (0, 1] (default 1)",
     )
+    parser.add_argument(
+        "--scribble-style",
+        choices=("dmsps", "authors"),
+        default="dmsps",
+        help="dmsps: our simulator (default); authors: the DMSPS authors' generator, "
+        "which made the paper's WORD and BraTS scribbles",
+    )
+    parser.add_argument(
+        "--authors-erosion",
+        type=_erosion_range,
+        default=(1, 7),
+        metavar="MIN,MAX",
+        help="--scribble-style authors: a class covering more than 900 pixels of a slice "
+        "is eroded ceil(MIN + u * (MAX - MIN)) times, u uniform in [0, 1), before its "
+        "skeleton is taken (default 1,7: 2 to 7 times)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument(
@@ -83,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="number of classes C incl. background (default: largest label + 1; with "
         "--from-scribbles: from the dataset.json above the input)",
     )
+
+
+def _erosion_range(text: str) -> tuple[int, int]:
+    from dmsps.data.importers.common import erosion_range
+
+    return erosion_range(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
         raise DmspsError("--length shortens existing scribbles: add --from-scribbles")
     if not 0.0 < args.density <= 1.0:
         raise DmspsError(f"--density must be in (0, 1], got {args.density}")
+    if args.scribble_style == "authors":
+        from dmsps.data.authors_scribbles import check_style_options
+
+        check_style_options(args.density, args.authors_erosion, "--density")
     if args.seed < 0:
         raise DmspsError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.num_classes is not None and not 2 <= args.num_classes <= 255:
@@ -136,7 +169,10 @@ def run(args: argparse.Namespace) -> int:
         label, geometry = load_volume(path, np.float64)
         # Seeded per file name: a file's scribble does not depend on the other files.
         rng = np.random.default_rng([args.seed, zlib.crc32(path.name.encode())])
-        scribble = simulate_scribble(label.astype(np.int64), num_classes, args.density, rng=rng)
+        if args.scribble_style == "authors":
+            scribble = _authors(label.astype(np.int64), num_classes, rng, args)
+        else:
+            scribble = simulate_scribble(label.astype(np.int64), num_classes, args.density, rng=rng)
         scribble = keep_every_nth_slice(scribble, args.every_nth_slice, num_classes)
         save_volume(out_dir / path.name, scribble, geometry, np.uint8)
     print(
@@ -144,6 +180,14 @@ def run(args: argparse.Namespace) -> int:
         f"({num_classes} classes, ignore value {num_classes})"
     )
     return 0
+
+
+def _authors(label, num_classes: int, rng, args: argparse.Namespace):
+    """The authors' style, drawn only on the slices --every-nth-slice keeps."""
+    from dmsps.data.authors_scribbles import authors_scribble
+
+    step = args.every_nth_slice if label.ndim == 3 else 1
+    return authors_scribble(label, num_classes, rng, args.authors_erosion, slice_step=step)
 
 
 def _check_out_dir(out_dir: Path, files: list[Path], force: bool) -> None:
@@ -183,6 +227,11 @@ def _thin_out(args: argparse.Namespace, in_dir, out_dir) -> int:
     from dmsps.errors import DataError, DmspsError
     from dmsps.io.nifti import is_nifti
 
+    if args.scribble_style != "dmsps":
+        raise DmspsError(
+            f"--scribble-style {args.scribble_style} draws scribbles from labels; "
+            "--from-scribbles shortens existing ones: leave one of the two out"
+        )
     if not 0.0 < args.length <= 1.0:
         raise DmspsError(f"--length must be in (0, 1], got {args.length}")
     if args.density != 1.0:

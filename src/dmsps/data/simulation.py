@@ -243,6 +243,12 @@ def simulate_scribble(
     return out[0] if flat else out
 
 
+def centred_start(count: int, step: int) -> int:
+    """First kept slice of ``count`` when every ``step``-th is kept, centred so that the
+    middle slice ``(count - 1) // 2`` is one of them (``keep_every_nth_slice``'s rule)."""
+    return ((count - 1) // 2) % step
+
+
 def keep_every_nth_slice(
     scribble: np.ndarray,
     step: int,
@@ -267,7 +273,7 @@ def keep_every_nth_slice(
         flat = out.reshape(out.shape[0], -1)
         slices = slices[(flat != ignore).any(axis=1)]
     z = slices.size
-    start = ((z - 1) // 2) % step if offset is None else offset % step
+    start = centred_start(z, step) if offset is None else offset % step
     drop = np.ones(out.shape[0], bool)
     drop[slices] = True
     drop[slices[start::step]] = False

@@ -57,12 +57,27 @@ def word_case(index: int) -> tuple[np.ndarray, np.ndarray]:
     return image, label
 
 
-def write_word_source(root: Path) -> None:
-    """WORD's official layout: images{Tr,Val,Ts}/ and labels{Tr,Val,Ts}/ under ``root``."""
+def word_scribble(index: int, unannotated: int = 255) -> np.ndarray:
+    """A scribble of case ``index`` in WORD values, as the release's scribblesTr/ holds
+    them: strokes across the organs on slices 2 and 5, ``unannotated`` elsewhere."""
+    _, label = word_case(index)
+    scribble = np.full(WORD_SHAPE, unannotated, np.uint8)
+    for z in (2, 5):
+        for y in (9, 14):
+            scribble[z, y, 20 + index : 45 + index] = label[z, y, 20 + index : 45 + index]
+        scribble[z, 6, 10:50] = 0
+    return scribble
+
+
+def write_word_source(root: Path, scribbles: bool = False) -> None:
+    """WORD's official layout: images{Tr,Val,Ts}/ and labels{Tr,Val,Ts}/ under ``root``;
+    with ``scribbles`` also the train cases' scribblesTr/, as the release ships them."""
     for index, (case, part) in enumerate(WORD_CASES.items()):
         image, label = word_case(index)
         nib_save(root / f"images{part}" / f"{case}.nii.gz", image)
         nib_save(root / f"labels{part}" / f"{case}.nii.gz", label)
+        if scribbles and part == "Tr":
+            nib_save(root / "scribblesTr" / f"{case}.nii.gz", word_scribble(index))
 
 
 # === BraTS 2020 =========================================================================

@@ -100,6 +100,36 @@ def test_brats_fractions_splits_file_and_slice_step(
     assert Dataset(tmp_path / "o2").splits == splits
 
 
+def test_brats_scribbles_are_the_authors_style_by_default(
+    brats_src: Path, tmp_path: Path, capsys
+) -> None:
+    """The paper's BraTS scribbles came from the authors' generator, so it draws ours by
+    default: on the mapped, uncropped seg, seeded per case; --scribble-style dmsps draws
+    our simulator's instead."""
+    from dmsps.data.authors_scribbles import authors_scribble
+    from dmsps.data.importers.common import case_seed
+
+    splits = {"train": BRATS_CASES[:3], "val": [BRATS_CASES[3]], "test": [BRATS_CASES[4]]}
+    (tmp_path / "splits.json").write_text(json.dumps(splits))
+    out = tmp_path / "out"
+    argv = ["import", "brats2020", brats_src, out, "--splits", tmp_path / "splits.json"]
+    code, text = run_cli(capsys, *argv, "--seed", "5", "--quiet")
+    assert code == 0, text
+    (z0, z1), (y0, y1), (x0, x1) = BRATS_CROP
+    for index, case in enumerate(BRATS_CASES[:4]):
+        _, seg = brats_case(index)
+        label = np.select([seg == 1, seg == 4, seg == 2], [1, 1, 2], 0)
+        expected = authors_scribble(label, 3, case_seed(5, case))[z0:z1, y0:y1, x0:x1]
+        np.testing.assert_array_equal(Dataset(out).load_scribble(case), expected)
+    ours = tmp_path / "ours"
+    argv[3] = ours
+    code, text = run_cli(capsys, *argv, "--seed", "5", "--scribble-style", "dmsps", "--quiet")
+    assert code == 0, text
+    assert check_dataset(ours).ok
+    case = BRATS_CASES[0]
+    assert (Dataset(ours).load_scribble(case) != Dataset(out).load_scribble(case)).any()
+
+
 def test_brats_scribble_files(brats_src: Path, tmp_path: Path, capsys) -> None:
     """Given scribbles in BraTS values (4 -> tumour core) replace the simulated ones."""
     case = BRATS_CASES[0]

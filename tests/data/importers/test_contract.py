@@ -54,7 +54,7 @@ def _nifti(root: Path) -> list[str]:
 
 
 def _word(root: Path) -> list[str]:
-    write_word_source(root)
+    write_word_source(root, scribbles=True)  # the release's own scribblesTr/ too
     return [str(root), "OUT"]
 
 

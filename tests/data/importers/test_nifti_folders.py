@@ -144,3 +144,28 @@ def test_nifti_dense_label_mapping(tmp_path: Path, capsys) -> None:
     assert check_dataset(out).ok
     code, text = run_cli(capsys, "import", "nifti", src, tmp_path / "o2", "--label-map", "1:0")
     assert code == 2 and "--label-map" in text
+
+
+def test_nifti_simulated_in_the_authors_style(tmp_path: Path, capsys) -> None:
+    """--simulate-scribbles --scribble-style authors: the authors' generator, seeded per
+    case by --seed, on every N-th slice with --slice-step."""
+    from dmsps.data.authors_scribbles import authors_scribble
+    from dmsps.data.importers.common import case_seed
+
+    src = tmp_path / "mine"
+    labels = {}
+    for i in range(3):
+        image, label, _ = random_case(10 + i)
+        nib_save(src / "images" / f"case{i}_0000.nii.gz", image)
+        nib_save(src / "labels" / f"case{i}.nii.gz", label)
+        labels[f"case{i}"] = label
+    out = tmp_path / "out"
+    code, text = run_cli(
+        capsys, "import", "nifti", src, out, "--simulate-scribbles", "--scribble-style",
+        "authors", "--slice-step", "2", "--class-names", "bg,a,b,c", "--seed", "1",
+    )  # fmt: skip
+    assert code == 0, text
+    assert check_dataset(out).ok
+    for case, label in labels.items():
+        expected = authors_scribble(label, 4, case_seed(1, case), slice_step=2)
+        np.testing.assert_array_equal(Dataset(out).load_scribble(case), expected)

@@ -15,6 +15,7 @@ from tests.data.importers.sources import (
     WORD_ORGANS,
     WORD_SHAPE,
     word_case,
+    word_scribble,
     write_word_source,
 )
 from tests.support import AFFINE, nib_save, run_cli
@@ -164,6 +165,102 @@ def test_word_scribble_files(word_src: Path, tmp_path: Path, capsys) -> None:
     assert check_dataset(out).ok
 
 
+def _mapped(scribble: np.ndarray, unannotated: int) -> np.ndarray:
+    """WORD values -> the paper's classes (7, 10 -> background), ``unannotated`` -> 8."""
+    values = (1, 2, 3, 4, 5, 6, 8, unannotated)
+    return np.select([scribble == v for v in values], [1, 2, 3, 4, 5, 6, 7, 8], 0)
+
+
+def test_word_release_scribbles(word_src: Path, tmp_path: Path, capsys) -> None:
+    """WORD's own scribblesTr/ is used when it is there: mapped like the labels, cropped
+    like the image, the unannotated value read off each file (255 in one, 250 in the
+    other); the val case, which the release gives none, is simulated."""
+    first, second = word_scribble(0, 255), word_scribble(1, 250)
+    nib_save(word_src / "scribblesTr" / "word_0001.nii.gz", first)
+    nib_save(word_src / "scribblesTr" / "word_0002.nii.gz", second)
+    out = tmp_path / "out"
+    code, text = run_cli(capsys, "import", "word", word_src, out)
+    assert code == 0, text
+    assert "warning" not in text
+    assert check_dataset(out).ok
+    ds = Dataset(out)
+    np.testing.assert_array_equal(ds.load_scribble("word_0001"), _mapped(first, 255)[:, 2:22, 5:63])
+    np.testing.assert_array_equal(
+        ds.load_scribble("word_0002"), _mapped(second, 250)[:, 2:22, 6:64]
+    )
+    assert (ds.load_scribble("word_0003") != 8).any(axis=(1, 2)).all()  # simulated
+    # Given explicitly, the value must be the files': 250 is no WORD label, so the other
+    # file's 255 is refused.
+    code, text = run_cli(
+        capsys, "import", "word", word_src, tmp_path / "o2", "--scribble-unannotated", "255"
+    )
+    assert code == 2 and "scribble values 250 are neither WORD labels" in _error_line(text)
+    # --no-release-scribbles simulates instead.
+    code, text = run_cli(
+        capsys, "import", "word", word_src, tmp_path / "o3", "--no-release-scribbles"
+    )
+    assert code == 0, text
+    simulated = Dataset(tmp_path / "o3").load_scribble("word_0001")
+    assert simulated.any(axis=(1, 2)).all() and (simulated != 8).sum() > 100
+    # A train case without a file is simulated, and said so.
+    (word_src / "scribblesTr" / "word_0002.nii.gz").unlink()
+    code, text = run_cli(capsys, "import", "word", word_src, tmp_path / "o4")
+    assert code == 0, text
+    assert (
+        f"{word_src / 'scribblesTr'}: warning: no scribble of train case(s) word_0002; "
+        "simulated from the labels"
+    ) in text
+    assert (Dataset(tmp_path / "o4").load_scribble("word_0002") != 8).any(axis=(1, 2)).all()
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ((0, 3, 3), "scribble holds values 0, 3 only, all of them WORD labels (0..16), so none"),
+        ((200, 255, 1), "scribble values 200, 255 are not WORD labels (0..16), and only one"),
+        ((3, 255, 3), "scribble value 255 is not one of WORD labels (0..16), but not the file's "
+         "most frequent value either (3 is)"),
+    ],
+)  # fmt: skip
+def test_word_unannotated_value_that_cannot_be_told(
+    word_src: Path, tmp_path: Path, capsys, values, problem
+) -> None:
+    """No value outside WORD's labels, two of them, or one that is rarer than a label:
+    refused, with the option that settles it."""
+    scribble = np.full(WORD_SHAPE, values[0], np.uint8)
+    scribble[:, :2] = values[1]
+    scribble[:, 2, :4] = values[2]
+    path = word_src / "scribblesTr" / "word_0001.nii.gz"
+    nib_save(path, scribble)
+    code, text = run_cli(capsys, "import", "word", word_src, tmp_path / "out")
+    line = _error_line(text)
+    assert code == 2 and f"{path}: {problem}" in line, line
+    assert "--scribble-unannotated V" in line
+
+
+def test_word_authors_style(word_src: Path, tmp_path: Path, capsys) -> None:
+    """--scribble-style authors: the authors' generator on the mapped, uncropped label,
+    seeded per case, then cropped; no air band (their background skeleton has the air)."""
+    from dmsps.data.authors_scribbles import authors_scribble
+    from dmsps.data.importers.common import case_seed
+
+    out = tmp_path / "out"
+    code, text = run_cli(
+        capsys, "import", "word", word_src, out, "--scribble-style", "authors", "--seed", "2"
+    )
+    assert code == 0, text
+    assert check_dataset(out).ok
+    _, label = word_case(0)
+    mapped = np.select([label == v for v in (1, 2, 3, 4, 5, 6, 8)], [1, 2, 3, 4, 5, 6, 7], 0)
+    expected = authors_scribble(mapped, 8, case_seed(2, "word_0001"))
+    np.testing.assert_array_equal(Dataset(out).load_scribble("word_0001"), expected[:, 2:22, 5:63])
+    code, text = run_cli(
+        capsys, "import", "word", word_src, tmp_path / "o2", "--scribble-style", "authors",
+        "--scribble-density", "0.5",
+    )  # fmt: skip
+    assert code == 2 and "authors' style draws whole strokes" in _error_line(text)
+
+
 def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     code, text = run_cli(capsys, "import", "word", word_src, out, "--organs", "liver,lung")
@@ -177,7 +274,10 @@ def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
     scribbles = tmp_path / "scribbles"
     bad = scribbles / "word_0002.nii.gz"
     nib_save(bad, np.full(WORD_SHAPE, 17, np.uint8))  # 17: no WORD label, nor unannotated
-    code, text = run_cli(capsys, "import", "word", word_src, out, "--scribbles", scribbles)
+    code, text = run_cli(
+        capsys, "import", "word", word_src, out, "--scribbles", scribbles,
+        "--scribble-unannotated", "255",
+    )  # fmt: skip
     assert code == 2 and f"{bad}: scribble values 17 are neither WORD labels" in _error_line(text)
     assert not out.exists()  # the partial output is removed
     code, text = run_cli(

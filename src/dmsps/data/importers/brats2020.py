@@ -10,7 +10,9 @@ The volumes are skull-stripped onto a 240 x 240 x 155 grid that is mostly zero, 
 case is cropped to the bounding box of its non-zero voxels over the four sequences; the
 affine moves with it. The release has no official split and no scribbles: the split is
 drawn at case level (the authors' 70/15/15 by default), and train and val cases get
-scribbles simulated from their labels unless a scribble file is given.
+scribbles simulated from their labels unless a scribble file is given. The paper's BraTS
+scribbles came from the authors' generator, so that is the default style here
+(``dmsps.data.authors_scribbles``); ours is ``scribble_style="dmsps"``.
 """
 
 from __future__ import annotations
@@ -79,8 +81,12 @@ drawn without a seed and are not published, so the cases differ).
 Scribbles: --scribbles DIR with <case>.nii.gz or <case>_scribble.nii.gz files in BraTS
 label values, with --scribble-unannotated V (default 255) on unannotated voxels. A train
 or val case without a scribble file gets one simulated from its label, slice by slice
-(--scribble-density, --slice-step N: every N-th slice only; --seed seeds them too).
-Test cases get no scribbles.
+(--slice-step N: every N-th slice only; --seed seeds them too), by default in the style
+of the DMSPS authors' generator, which made the paper's BraTS scribbles
+(--scribble-style authors: per slice and class the skeleton of the eroded region, one
+random path through it, 3 pixels wide, slightly shifted and turned; the background's
+whole skeleton); --scribble-style dmsps draws ours (--scribble-density shortens its
+strokes). Test cases get no scribbles.
 """
 
 
@@ -97,6 +103,8 @@ def import_brats2020(
     scribble_density: float = 1.0,
     slice_step: int = 1,
     background_strokes: int = 1,
+    scribble_style: str = "authors",
+    authors_erosion: tuple[int, int] = (1, 7),
     overwrite: bool = False,
     name: str = "BraTS2020",
     progress: bool = True,
@@ -129,7 +137,15 @@ def import_brats2020(
         else {}
     )
     opts = ScribbleOptions(
-        scribble_unannotated, {}, True, scribble_density, slice_step, seed, background_strokes
+        scribble_unannotated,
+        {},
+        True,
+        scribble_density,
+        slice_step,
+        seed,
+        background_strokes,
+        scribble_style,
+        authors_erosion,
     )
     opts.simulator()  # checks density and slice step before anything is written
 
@@ -255,7 +271,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="V",
         help="value marking unannotated voxels in the scribble files (default 255)",
     )
-    add_scribble_arguments(p, value_map=False, simulate_flag=False)
+    add_scribble_arguments(p, value_map=False, simulate_flag=False, style="authors")
     add_split_arguments(p, val=VAL_FRACTION, test=TEST_FRACTION)
 
 
@@ -273,7 +289,8 @@ def run(args: argparse.Namespace) -> ImportResult:
 
 IMPORTER = Importer(
     name="brats2020",
-    help="BraTS 2020 training data (4 MRI sequences; tumour core, edema), scribbles simulated",
+    help="BraTS 2020 training data (4 MRI sequences; tumour core, edema), scribbles simulated "
+    "as the paper's were",
     description=DESCRIPTION,
     add_arguments=add_arguments,
     run=run,

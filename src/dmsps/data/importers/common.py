@@ -286,22 +286,44 @@ def index_by_stem(folders: Sequence[Path], recursive: bool) -> dict[str, Path]:
     return out
 
 
+#: How simulated scribbles are drawn: "dmsps", ours (dmsps.data.simulation), or
+#: "authors", the DMSPS authors' generator behind the paper's WORD and BraTS scribbles
+#: (dmsps.data.authors_scribbles).
+SCRIBBLE_STYLES = ("dmsps", "authors")
+
+
 @dataclass
 class ScribbleOptions:
-    """How scribbles of a source become ours: value conversion or simulation."""
+    """How scribbles of a source become ours: value conversion or simulation.
 
-    unannotated: int
+    ``unannotated`` None: each scribble file's unannotated value is detected from its
+    values (``SourceValues.unannotated_in``; only for sources that name their values).
+    """
+
+    unannotated: int | None
     value_map: Mapping[int, int] = field(default_factory=dict)
     simulate: bool = False
     density: float = 1.0
     slice_step: int = 1  # annotate only every N-th slice (axis 0)
     seed: int = 0
     background_regions: int = 1  # background pieces per slice that get a stroke
+    style: str = "dmsps"  # one of SCRIBBLE_STYLES
+    erosion: tuple[int, int] = (1, 7)  # the authors' style: erosions before the skeleton
 
     def simulator(self) -> Callable[..., np.ndarray] | None:
+        """Check the options (before anything is written); the simulator when simulating."""
         if self.slice_step < 1:
             raise DmspsError(f"--slice-step must be at least 1, got {self.slice_step}")
-        return load_simulator(self.density) if self.simulate else None
+        if self.style not in SCRIBBLE_STYLES:
+            raise DmspsError(
+                f"unknown scribble style '{self.style}' (choose from {', '.join(SCRIBBLE_STYLES)})"
+            )
+        if self.style == "dmsps":
+            return load_simulator(self.density) if self.simulate else None
+        from dmsps.data.authors_scribbles import authors_scribble, check_style_options
+
+        check_style_options(self.density, self.erosion, "--scribble-density")
+        return authors_scribble if self.simulate else None
 
 
 def load_nifti_case(
@@ -323,7 +345,9 @@ def load_nifti_case(
     defines, so that a stray value (a corrupt or foreign file) is refused before the
     mapping would hide it as background. ``crop(image, label)`` returns a (Z, Y, X) box to
     keep, and the geometry moves with it. A scribble is simulated from the (mapped) label
-    when ``simulate`` and the case has no scribble file.
+    when ``simulate`` and the case has no scribble file, in ``scribbles.style``. With
+    ``scribbles.unannotated`` None a scribble file's unannotated value is read off the
+    file (``known.unannotated_in``).
     """
     image, geom = load_channels(image_paths)
     label = None
@@ -343,25 +367,22 @@ def load_nifti_case(
         arr, g = load_volume(scribble_path, np.float32)
         if problem := g.mismatch(geom, "scribble", "the image's"):
             raise DataError(scribble_path, problem)
+        unannotated = scribbles.unannotated
         if label_map is not None:  # source classes -> ours; unannotated stays as it is
             raw = check_label(arr, 1 << 30, scribble_path, kind="scribble")
+            if unannotated is None and known is not None:
+                unannotated = known.unannotated_in(raw, scribble_path)
             if known is not None:
-                known.check(raw, scribble_path, "scribble", scribbles.unannotated)
-            keep = {scribbles.unannotated: scribbles.unannotated}
+                known.check(raw, scribble_path, "scribble", unannotated)
+            keep = {} if unannotated is None else {unannotated: unannotated}
             arr = remap(raw, {**label_map, **keep}, default=0)
+        if unannotated is None:
+            raise ValueError("detecting the unannotated value needs label_map and known")
         scribble = convert_scribble(
-            arr, meta.num_classes, scribbles.unannotated, scribble_path, scribbles.value_map
+            arr, meta.num_classes, unannotated, scribble_path, scribbles.value_map
         )
     elif simulate and label is not None:
-        sim = load_simulator(scribbles.density)
-        rng = case_seed(scribbles.seed, case)
-        scribble = sim(
-            label,
-            meta.num_classes,
-            density=scribbles.density,
-            rng=rng,
-            background_regions=scribbles.background_regions,
-        )
+        scribble = simulate_case(case, label, meta.num_classes, scribbles)
         source = label_path
     if scribble is not None and scribbles.slice_step > 1:
         from dmsps.data.simulation import keep_every_nth_slice
@@ -374,6 +395,27 @@ def load_nifti_case(
         scribble = None if scribble is None else scribble[box]
         geom = geom.crop(box)
     return CaseData(np.ascontiguousarray(image), geom, label, scribble, source)
+
+
+def simulate_case(
+    case: str, label: np.ndarray, num_classes: int, scribbles: ScribbleOptions
+) -> np.ndarray:
+    """A case's simulated scribble in the chosen style, seeded by case name, with the
+    unannotated value C; the authors' style draws only on the slices --slice-step keeps."""
+    rng = case_seed(scribbles.seed, case)
+    if scribbles.style == "authors":
+        from dmsps.data.authors_scribbles import authors_scribble
+
+        step = scribbles.slice_step if label.ndim == 3 else 1
+        return authors_scribble(label, num_classes, rng, scribbles.erosion, slice_step=step)
+    sim = load_simulator(scribbles.density)
+    return sim(
+        label,
+        num_classes,
+        density=scribbles.density,
+        rng=rng,
+        background_regions=scribbles.background_regions,
+    )
 
 
 def find_scribble_files(folder: Path, cases: set[str], warnings: list[str]) -> dict[str, Path]:
@@ -416,6 +458,34 @@ class SourceValues:
             )
         raise DataError(path, f"{kind} values {shown} are {tail}")
 
+    def unannotated_in(self, arr: np.ndarray, path: Path) -> int:
+        """The value marking unannotated voxels of a scribble file in this format: the one
+        value it holds that is not one of the format's, which must also be its most
+        frequent (scribbles are sparse); anything else is refused as ambiguous."""
+        values, counts = np.unique(arr, return_counts=True)
+        foreign = [int(v) for v in values if int(v) not in self.values]
+        common = int(values[counts.argmax()])
+        if len(foreign) == 1 and foreign[0] == common:
+            return common
+        give = "give the value its unannotated voxels hold with --scribble-unannotated V"
+        if not foreign:
+            problem = (
+                f"scribble holds values {listing(values.tolist(), 10)} only, all of them "
+                f"{self.name}, so none can be told to mark unannotated voxels; {give}"
+            )
+        elif len(foreign) > 1:
+            problem = (
+                f"scribble values {listing(foreign, 10)} are not {self.name}, and only one "
+                f"value can mark unannotated voxels; {give}, or fix the file"
+            )
+        else:
+            problem = (
+                f"scribble value {foreign[0]} is not one of {self.name}, but not the file's "
+                f"most frequent value either ({common} is), so it is not taken to mark "
+                f"unannotated voxels; {give}, or fix the file"
+            )
+        raise DataError(path, problem)
+
 
 def print_warnings(result: ImportResult) -> None:
     for line in result.warnings:
@@ -446,10 +516,14 @@ def out_options(args: argparse.Namespace) -> dict:
 
 
 def add_scribble_arguments(
-    p: argparse.ArgumentParser, value_map: bool = True, simulate_flag: bool = True
+    p: argparse.ArgumentParser,
+    value_map: bool = True,
+    simulate_flag: bool = True,
+    style: str | None = None,
 ) -> None:
     """Scribble options; ``simulate_flag=False`` for sources whose train/val cases always
-    get simulated scribbles when they have no file."""
+    get simulated scribbles when they have no file; ``style`` offers --scribble-style
+    with that default (and --authors-erosion)."""
     if value_map:
         p.add_argument(
             "--scribble-map",
@@ -485,6 +559,40 @@ def add_scribble_arguments(
         help="simulated scribbles: background strokes per slice into the N largest "
         "background pieces (default 1; more for many organs, where background falls apart)",
     )
+    if style is None:
+        return
+    p.add_argument(
+        "--scribble-style",
+        choices=SCRIBBLE_STYLES,
+        default=style,
+        help="how simulated scribbles are drawn: dmsps, our simulator; authors, the DMSPS "
+        "authors' generator behind the paper's WORD and BraTS scribbles (per slice: "
+        "skeleton of the eroded class, one random path through it, 3 pixels wide, "
+        f"slightly shifted and turned; background: its whole skeleton) (default {style})",
+    )
+    p.add_argument(
+        "--authors-erosion",
+        type=erosion_range,
+        default=(1, 7),
+        metavar="MIN,MAX",
+        help="--scribble-style authors: a class covering more than 900 pixels of a slice "
+        "is eroded ceil(MIN + u * (MAX - MIN)) times, u uniform in [0, 1), before its "
+        "skeleton is taken (default 1,7: 2 to 7 times)",
+    )
+
+
+def erosion_range(text: str) -> tuple[int, int]:
+    """argparse type of --authors-erosion: MIN,MAX whole numbers, 0 <= MIN <= MAX."""
+    parts = text.split(",")
+    try:
+        a, b = (int(v) for v in parts)
+    except ValueError:
+        a, b = 0, -1
+    if len(parts) != 2 or not 0 <= a <= b:
+        raise argparse.ArgumentTypeError(
+            f"expected MIN,MAX with whole numbers 0 <= MIN <= MAX, got '{text}'"
+        )
+    return a, b
 
 
 def scribble_options(args: argparse.Namespace) -> dict:
@@ -499,6 +607,9 @@ def scribble_options(args: argparse.Namespace) -> dict:
         opts["scribble_map"] = parse_value_map(args.scribble_map)
     if hasattr(args, "simulate_scribbles"):
         opts["simulate_scribbles"] = args.simulate_scribbles
+    if hasattr(args, "scribble_style"):
+        opts["scribble_style"] = args.scribble_style
+        opts["authors_erosion"] = args.authors_erosion
     return opts
 
 

@@ -67,8 +67,9 @@ is converted to dmsps' C.
 Splits: cases with a scribble are split into train/val/test by --val-fraction and
 --test-fraction (--seed); cases without one go to test (evaluation only), unless
 --simulate-scribbles draws scribbles from their labels (--slice-step N: on every N-th
-slice only). --splits FILE gives the split explicitly (JSON {"train": [...], "val":
-[...], "test": [...]} of case names).
+slice only; --scribble-style dmsps, ours, or authors, the DMSPS authors' generator).
+--splits FILE gives the split explicitly (JSON {"train": [...], "val": [...], "test":
+[...]} of case names).
 
 Dense label mapping: --label-map 1:1,2:2,8:7 keeps source labels 1, 2 and 8 as classes
 1, 2 and 7 and makes every other label background, in labels and scribbles alike (e.g.
@@ -95,6 +96,8 @@ def import_nifti(
     scribble_density: float = 1.0,
     slice_step: int = 1,
     background_strokes: int = 1,
+    scribble_style: str = "dmsps",
+    authors_erosion: tuple[int, int] = (1, 7),
     label_map: dict[int, int] | None = None,
     overwrite: bool = False,
     name: str | None = None,
@@ -164,6 +167,8 @@ def import_nifti(
         slice_step,
         seed,
         background_strokes,
+        scribble_style,
+        authors_erosion,
     )
     simulate = opts.simulator() is not None
 
@@ -386,7 +391,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="treat a trailing _NNNN as part of the case name, not a channel number",
     )
-    add_scribble_arguments(p)
+    add_scribble_arguments(p, style="dmsps")
     add_split_arguments(p, val=0.2, test=0.0)
 
 

@@ -11,9 +11,15 @@ body's bounding box, found from the image alone, so that no label decides what a
 looks like. The DMSPS authors cropped to the labelled organs plus 20 voxels instead, which
 uses the answer at test time; it is available (``crop="labels"``) to reproduce their setting.
 
-Few scribble releases exist for WORD, so a train or val case without a scribble file gets
-one simulated from its label; test cases get none. Intensities stay in HU: the channel is
-called "CT", so training applies the CT window [-150, 250] HU.
+WORD ships scribbles of its train cases (``scribblesTr/<case>.nii.gz``, named like the
+images): the ones the DMSPS paper trained on. They are used when that folder is there,
+mapped with the labels' map as the authors' preprocessing does (organs not kept become
+background strokes) and cropped like the image. The value marking their unannotated
+voxels is not documented, so it is read off each file: the one value that is not a WORD
+label, provided it is also the file's most frequent (or given). A train or val case
+without a scribble file gets one simulated from its label (the release has none for val
+cases); test cases get none. Intensities stay in HU: the channel is called "CT", so
+training applies the CT window [-150, 250] HU.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from dmsps.data.importers.common import (
     write_dataset,
 )
 from dmsps.data.layout import DatasetMeta
-from dmsps.errors import DataError, DmspsError
+from dmsps.errors import DataError, DmspsError, listing
 from dmsps.io.nifti import NIFTI_ENDINGS
 
 #: WORD's label values (the release's dataset.json).
@@ -79,6 +85,9 @@ PAPER_ORGANS = (
 
 #: Source folders per split: the official 100/20/30 split.
 WORD_SPLITS = {"train": "Tr", "val": "Val", "test": "Ts"}
+
+#: The release's own scribbles of the train cases, named like the images.
+RELEASE_SCRIBBLES = "scribblesTr"
 
 CROPS = ("body", "labels", "none")
 
@@ -121,16 +130,24 @@ in place in world space:
           labels, i.e. the answer, at test time: only to reproduce the paper's setting;
   none    the whole volume.
 
-Scribbles: --scribbles DIR with <case>.nii.gz or <case>_scribble.nii.gz files in WORD
-label values, with --scribble-unannotated V (default 255, as in the DMSPS authors'
-files) on unannotated voxels. A train or val case without a scribble file gets one
-simulated from its (mapped) label, slice by slice (--scribble-density, --slice-step N:
-every N-th slice only, --seed). Between seven organs the background falls apart into
-many pieces (bowel, fat, muscle), so by default the 4 largest background pieces of a
-slice get a stroke each (--background-strokes), and a stroke of --air-band voxels
-runs through the air around the patient, one sweep of the brush along the outline (the
-box crop leaves air around the body that would otherwise never be annotated; 'all'
-marks all of it, which drowns the organ strokes). Test cases get no scribbles.
+Scribbles: WORD's own, SRC/scribblesTr/<case>.nii.gz (the train cases' scribbles the
+DMSPS paper trained on), are used when that folder is there (--no-release-scribbles:
+simulate instead); --scribbles DIR gives others, <case>.nii.gz or
+<case>_scribble.nii.gz files. Both hold WORD label values, mapped like the labels;
+the value on unannotated voxels is detected per file (the one value that is no WORD
+label and is the file's most frequent), or given with --scribble-unannotated V.
+
+A train or val case without a scribble file gets one simulated from its (mapped)
+label, slice by slice (--slice-step N: every N-th slice only, --seed), in
+--scribble-style dmsps (ours, default) or authors (the generator of the paper's
+scribbles). Ours: --scribble-density shortens strokes; between seven organs the
+background falls apart into many pieces (bowel, fat, muscle), so by default the 4
+largest background pieces of a slice get a stroke each (--background-strokes), and a
+stroke of --air-band voxels runs through the air around the patient, one sweep of the
+brush along the outline (the box crop leaves air around the body that would otherwise
+never be annotated; 'all' marks all of it, which drowns the organ strokes). The
+authors' style draws the background's whole skeleton, air included, and ignores those
+three options. Test cases get no scribbles.
 """
 
 
@@ -141,11 +158,14 @@ def import_word(
     organs: Sequence[str] | None = None,
     crop: str = "body",
     scribbles: str | Path | None = None,
-    scribble_unannotated: int = 255,
+    scribble_unannotated: int | None = None,
+    release_scribbles: bool = True,
     scribble_density: float = 1.0,
     slice_step: int = 1,
     background_strokes: int = 4,
     air_band: int | None = AIR_BAND,
+    scribble_style: str = "dmsps",
+    authors_erosion: tuple[int, int] = (1, 7),
     seed: int = 0,
     overwrite: bool = False,
     name: str = "WORD",
@@ -164,7 +184,7 @@ def import_word(
         channel_names=["CT"],
         labels={"background": 0, **classes, "ignore": len(chosen) + 1},
     )
-    if 0 <= scribble_unannotated <= max(WORD_LABELS.values()):
+    if scribble_unannotated is not None and 0 <= scribble_unannotated <= max(WORD_LABELS.values()):
         raise DmspsError(
             f"--scribble-unannotated {scribble_unannotated} is a WORD label value (0..16); "
             "give the value that marks unannotated voxels in the scribble files"
@@ -173,13 +193,31 @@ def import_word(
     warnings: list[str] = []
     roles, files = _word_cases(root, warnings)
     scribble_dir = Path(scribbles) if scribbles else None
+    released = root / RELEASE_SCRIBBLES
+    if scribble_dir is None and release_scribbles and released.is_dir():
+        scribble_dir = released
     scribble_files = (
         find_scribble_files(scribble_dir, {c for c, r in roles.items() if r != "test"}, warnings)
         if scribble_dir
         else {}
     )
+    if scribble_dir == released:
+        missing = sorted(c for c, r in roles.items() if r == "train" and c not in scribble_files)
+        if missing:
+            warnings.append(
+                f"{released}: warning: no scribble of train case(s) {listing(missing, 5)}; "
+                "simulated from the labels"
+            )
     opts = ScribbleOptions(
-        scribble_unannotated, {}, True, scribble_density, slice_step, seed, background_strokes
+        scribble_unannotated,
+        {},
+        True,
+        scribble_density,
+        slice_step,
+        seed,
+        background_strokes,
+        scribble_style,
+        authors_erosion,
     )
     opts.simulator()  # checks density and slice step before anything is written
     if air_band is not None and air_band < 0:
@@ -205,7 +243,7 @@ def import_word(
             crop=crop_box,
             known=known,
         )
-        if scribble_path is None and data.scribble is not None:
+        if scribble_path is None and data.scribble is not None and scribble_style == "dmsps":
             data.scribble = air_loop(data.image[0], data.scribble, meta.ignore_value, air_band)
         return data
 
@@ -363,16 +401,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--scribbles",
         type=Path,
         metavar="DIR",
-        help="folder with <case>.nii.gz or <case>_scribble.nii.gz scribbles in WORD values",
+        help="folder with <case>.nii.gz or <case>_scribble.nii.gz scribbles in WORD values "
+        f"(default: the release's own {RELEASE_SCRIBBLES}/, where it is there)",
+    )
+    p.add_argument(
+        "--no-release-scribbles",
+        dest="release_scribbles",
+        action="store_false",
+        help=f"leave the release's {RELEASE_SCRIBBLES}/ unused: simulate every train/val "
+        "case's scribble instead",
     )
     p.add_argument(
         "--scribble-unannotated",
         type=int,
-        default=255,
+        default=None,
         metavar="V",
-        help="value marking unannotated voxels in the scribble files (default 255)",
+        help="value marking unannotated voxels in the scribble files (default: detected "
+        "per file, the one value that is no WORD label and is the file's most frequent)",
     )
-    add_scribble_arguments(p, value_map=False, simulate_flag=False)
+    add_scribble_arguments(p, value_map=False, simulate_flag=False, style="dmsps")
     p.set_defaults(background_strokes=4)
     p.add_argument(
         "--air-band",
@@ -409,6 +456,7 @@ def run(args: argparse.Namespace) -> ImportResult:
         crop=args.crop,
         scribbles=args.scribbles,
         scribble_unannotated=args.scribble_unannotated,
+        release_scribbles=args.release_scribbles,
         air_band=args.air_band,
         seed=args.seed,
         **scribble_options(args),
@@ -418,7 +466,8 @@ def run(args: argparse.Namespace) -> ImportResult:
 
 IMPORTER = Importer(
     name="word",
-    help="WORD abdominal CT release (official Tr/Val/Ts folders), scribbles given or simulated",
+    help="WORD abdominal CT release (official Tr/Val/Ts folders), its scribbles, given or "
+    "simulated ones",
     description=DESCRIPTION,
     add_arguments=add_arguments,
     run=run,
