@@ -245,6 +245,26 @@ def test_label_value_the_source_format_does_not_define(tmp_path, capsys):
     assert not (tmp_path / "data").exists()
 
 
+def test_release_scribble_whose_unannotated_value_cannot_be_told(tmp_path, capsys):
+    """WORD's own scribbles: the unannotated value is read off each file, the one value
+    that is no WORD label; a file holding two such values is refused, not guessed."""
+    from tests.data.importers.sources import word_scribble, write_word_source
+
+    src = tmp_path / "WORD-V0.1.0"
+    write_word_source(src, scribbles=True)
+    path = src / "scribblesTr" / "word_0001.nii.gz"
+    # NIfTI arrays are (X, Y, Z): 200 from x = 50 on, beside the file's 255
+    rewrite(path, lambda a: np.where(np.arange(a.shape[0])[:, None, None] < 50, a, 200))
+    assert (word_scribble(0)[..., :50] == 255).any()
+    fails(
+        capsys,
+        *("import", "word", src, tmp_path / "data"),
+        names=path,
+        fix=["scribble values 200, 255 are not WORD labels", "--scribble-unannotated V"],
+    )
+    assert not (tmp_path / "data").exists()
+
+
 def test_no_annotated_voxel_in_any_training_case(tiny_dataset, tmp_path, capsys):
     for path in (tiny_dataset / "scribblesTr").iterdir():
         rewrite(path, lambda a: np.full_like(a, 4))
@@ -478,6 +498,31 @@ def test_training_into_a_folder_made_with_other_settings(tiny_dataset, tmp_path,
         names=out,
         fix=["other settings", "lr: 0.03 -> 0.01", "new output folder"],
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "fix"),
+    [
+        (
+            ["import", "brats2020", "SRC", "OUT", "--scribble-density", "0.5"],
+            ["--scribble-density 0.5", "authors' style draws whole strokes", "dmsps"],
+        ),
+        (
+            ["scribble", "SRC", "OUT", "--from-scribbles", "--scribble-style", "authors"],
+            ["--scribble-style authors", "--from-scribbles", "leave one of the two out"],
+        ),
+    ],
+    ids=["density", "from-scribbles"],
+)
+def test_authors_scribble_style_with_an_option_it_has_no_use_for(tmp_path, capsys, argv, fix):
+    """The authors' scribble style draws whole strokes from labels: a stroke density, or
+    thinning existing scribbles, cannot go with it."""
+    from tests.data.importers.sources import write_brats_source
+
+    write_brats_source(tmp_path / "src")
+    argv = [{"SRC": tmp_path / "src", "OUT": tmp_path / "out"}.get(a, a) for a in argv]
+    fails(capsys, *argv, names=fix[0], fix=fix[1:])  # names the option
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_setting_name(tiny_dataset, tmp_path, capsys):
