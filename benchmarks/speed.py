@@ -282,7 +282,7 @@ class OursTrain:
 
         _sync(self.device)
         t0 = time.perf_counter()
-        image, scrib, _ = self.store.sample(self.cfg.batch_size, self.gen)
+        image, scrib, _, _ = self.store.sample(self.cfg.batch_size, self.gen)
         augment_batch(image, [scrib], [self.trainer.ignore], self.gen)
         _sync(self.device)
         return time.perf_counter() - t0

@@ -106,7 +106,7 @@ class _FixedShare:
 
     def sample(self, count, gen):
         assert count == self.image.shape[0]
-        return self.image, self.scribble, None
+        return self.image, self.scribble, None, None
 
 
 def _one_step(dataset, rank: int, world: int) -> dict:

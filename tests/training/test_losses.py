@@ -185,3 +185,34 @@ def test_full_needs_labels():
         build_method("full", IGN).loss(
             torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2), Batch(None, None, None), 0
         )
+
+
+@pytest.mark.parametrize("form", ["soft-ce", "authors"])
+@pytest.mark.parametrize("method", ["dmsps", "dmpls"])
+def test_pseudo_label_terms_leave_out_voxels_beyond_the_volume(form, method):
+    """A patch's padding (valid False) is no voxel of any image: its logits must not
+    change the loss, which equals the loss of the real voxels alone."""
+    torch.manual_seed(4)
+    main, aux = torch.randn(2, 4, 3, 6), torch.randn(2, 4, 3, 6)
+    y = torch.randint(0, 5, (2, 3, 6))
+    valid = torch.ones(2, 3, 6, dtype=torch.bool)
+    valid[:, :, 4:] = False  # the last two columns lie beyond the volume
+    y[~valid] = IGN  # as the sampler pads scribbles
+
+    def loss(m, a, batch):
+        built = build_method(method, IGN, pl_loss=form, rampup=0)
+        return built.loss(m, a, batch, 0, torch.Generator().manual_seed(7))[0]
+
+    masked = loss(main, aux, Batch(None, y, None, valid))
+    noisy_main, noisy_aux = main.clone(), aux.clone()
+    noisy_main[..., 4:], noisy_aux[..., 4:] = 0.0, 0.0
+    noisy_main[:, 0, :, 4:] = 50.0  # the decoders disagree, confidently, on the padding
+    noisy_aux[:, 1, :, 4:] = 50.0
+    assert loss(noisy_main, noisy_aux, Batch(None, y, None, valid)).item() == pytest.approx(
+        masked.item(), rel=1e-6
+    )
+    real = Batch(None, y[..., :4].contiguous(), None, None)
+    alone = loss(main[..., :4].contiguous(), aux[..., :4].contiguous(), real)
+    assert masked.item() == pytest.approx(alone.item(), rel=1e-5)
+    unmasked = loss(noisy_main, noisy_aux, Batch(None, y, None, None))
+    assert unmasked.item() != pytest.approx(masked.item(), rel=1e-3)

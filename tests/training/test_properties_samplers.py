@@ -128,7 +128,7 @@ def test_patches_have_the_patch_shape_and_pad_with_ignore(spec, patch, fraction,
             cache, names, patch, ignore, need_labels=True, annotated_fraction=fraction
         )
         gen = torch.Generator().manual_seed(seed)
-        image, scrib, label = sampler.sample(batch, gen)
+        image, scrib, label, valid = sampler.sample(batch, gen)
         again = PatchSampler(
             cache, names, patch, ignore, need_labels=True, annotated_fraction=fraction
         ).sample(batch, torch.Generator().manual_seed(seed))
@@ -143,7 +143,7 @@ def test_patches_have_the_patch_shape_and_pad_with_ignore(spec, patch, fraction,
     assert torch.isfinite(image).all()
     assert set(torch.unique(scrib).tolist()) <= {*range(num_classes), ignore}
     # the same generator state gives the same patches
-    for a, b in zip((image, scrib, label), again, strict=True):
+    for a, b in zip((image, scrib, label, valid), again, strict=True):
         assert torch.equal(a, b)
     assert len(sampler.drawn) == batch
     for b, (i, corner) in enumerate(sampler.drawn):
@@ -161,10 +161,18 @@ def test_patches_have_the_patch_shape_and_pad_with_ignore(spec, patch, fraction,
         np.testing.assert_array_equal(
             pad, expected_cut(np.zeros(lab_c.shape, bool), corner, box, True)
         )
+        # the validity mask is exactly the part of the patch inside the volume
+        np.testing.assert_array_equal(valid[b].numpy().reshape(box), ~pad)
         annotated = (scr_c != ignore).any()
         if fraction == 1.0 and annotated:
-            # centred on an annotated voxel: the patch centre is annotated
-            assert sc[tuple(n // 2 for n in box)] != ignore
+            # centred on an annotated voxel, moved inside the volume where it fits (the
+            # voxel stays in the patch) and centred on the volume where it does not
+            assert (sc != ignore).any()
+            for c, n, k in zip(corner, scr_c.shape, box, strict=True):
+                if n >= k:
+                    assert 0 <= c <= n - k
+                else:
+                    assert c == (n - k) // 2
         if fraction == 0.0:
             # uniform: inside the volume along axes where it fits, else centred
             for c, n, k in zip(corner, scr_c.shape, box, strict=True):
@@ -191,7 +199,7 @@ def test_patches_without_labels_and_without_annotation(spec, patch):
             PatchSampler(cache, names, patch, ignore)
         # dense supervision ('full') needs no scribble: patches come all the same
         sampler = PatchSampler(cache, names, patch, ignore, need_labels=True)
-        image, scrib, label = sampler.sample(2, torch.Generator().manual_seed(0))
+        image, scrib, label, _ = sampler.sample(2, torch.Generator().manual_seed(0))
         assert (scrib == ignore).all() and label.shape == scrib.shape == (2, *patch)
         assert image.shape == (2, channels, *patch)
 
@@ -247,6 +255,6 @@ def test_load_slices_keeps_the_annotated_slices_at_the_training_size(spec, size,
             # nearest-neighbour upsampling keeps every class of the slice's scribble
             assert set(np.unique(got).tolist()) == set(np.unique(s).tolist())
     # batches drawn from it are slices of it
-    image, scrib, label = sampler.sample(4, torch.Generator().manual_seed(0))
+    image, scrib, label, _ = sampler.sample(4, torch.Generator().manual_seed(0))
     assert image.shape == (4, channels, *hw) and scrib.shape == (4, *hw)
     assert scrib.dtype == torch.long and (label is None) == (not need_labels)

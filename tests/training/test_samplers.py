@@ -27,21 +27,22 @@ def _sampler(cache, patch, **kw):
 
 def test_3d_and_2d_patch_shapes(cache):
     gen = torch.Generator().manual_seed(0)
-    image, scrib, label = _sampler(cache, (2, 16, 16), need_labels=True).sample(3, gen)
+    image, scrib, label, _ = _sampler(cache, (2, 16, 16), need_labels=True).sample(3, gen)
     assert image.shape == (3, 1, 2, 16, 16) and image.dtype == torch.float32
     assert scrib.shape == label.shape == (3, 2, 16, 16) and scrib.dtype == torch.long
-    image, scrib, label = _sampler(cache, (16, 8)).sample(5, gen)
+    image, scrib, label, _ = _sampler(cache, (16, 8)).sample(5, gen)
     assert image.shape == (5, 1, 16, 8) and scrib.shape == (5, 16, 8) and label is None
 
 
 def test_patch_larger_than_the_volume_is_padded_with_ignore(cache):
     # tiny cases are 3 x 32 x 32: a 4 x 40 x 40 patch holds the whole case, centred
     gen = torch.Generator().manual_seed(1)
-    image, scrib, label = _sampler(
+    image, scrib, label, valid = _sampler(
         cache, (4, 40, 40), need_labels=True, annotated_fraction=0.0
     ).sample(2, gen)
     # one padded slice (the odd extra goes first), 4 padded rows and columns each side
     assert (scrib[:, 0] == 4).all() and (label[:, 0] == 4).all()
+    assert torch.equal(valid, label != 4)  # the validity mask marks the padding
     assert (image[:, :, 0] == 0).all()
     assert (scrib[:, :, :4] == 4).all() and (scrib[:, :, -4:] == 4).all()
     inside = label[:, 1:, 4:36, 4:36]
@@ -50,8 +51,17 @@ def test_patch_larger_than_the_volume_is_padded_with_ignore(cache):
 
 def test_centred_patches_sit_on_annotated_voxels(cache):
     gen = torch.Generator().manual_seed(2)
-    _, scrib, _ = _sampler(cache, (1, 5, 5), annotated_fraction=1.0).sample(50, gen)
+    _, scrib, _, valid = _sampler(cache, (1, 5, 5), annotated_fraction=1.0).sample(50, gen)
     assert (scrib[:, 0, 2, 2] != 4).all()  # every patch centre is annotated
+    assert valid.all()  # small patches stay inside the volume
+
+
+def test_centred_patches_stay_inside_a_volume_that_fills_them(cache):
+    """Centred on a voxel near the edge, a patch moves inward rather than padding: tiny
+    cases are 3 x 32 x 32, so a 2 x 24 x 24 patch always fits."""
+    gen = torch.Generator().manual_seed(5)
+    _, scrib, _, valid = _sampler(cache, (2, 24, 24), annotated_fraction=1.0).sample(40, gen)
+    assert valid.all() and (scrib != 4).any(dim=(1, 2, 3)).all()
 
 
 def test_same_generator_state_same_patches(cache):
@@ -72,7 +82,7 @@ def test_bad_sampler_settings(cache):
 
 
 def _centre_classes(sampler, n=600, seed=4):
-    _, scrib, _ = sampler.sample(n, torch.Generator().manual_seed(seed))
+    _, scrib, _, _ = sampler.sample(n, torch.Generator().manual_seed(seed))
     return np.bincount(scrib[:, 0, 0, 0].numpy(), minlength=5)
 
 

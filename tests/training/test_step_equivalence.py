@@ -159,7 +159,7 @@ def test_optimised_step_matches_reference(tiny_dataset, tmp_path, features, batc
     terms = trainer.train_step(model, opt, store, gen, iteration)
 
     # The same batch and alpha, drawn again from the same generator state.
-    image, scrib, _ = store.sample(batch, replay)
+    image, scrib, _, _ = store.sample(batch, replay)
     image, (scrib,) = augment_batch(image, [scrib], [IGNORE], replay)
     alpha = torch.rand((), generator=replay).item()
     assert alpha == pytest.approx(float(terms["alpha"]))

@@ -318,4 +318,4 @@ class RandomPatches:
     def sample(self, batch: int, generator: torch.Generator):
         image = torch.randn((batch, self.channels, *self.patch), generator=generator)
         scrib = torch.randint(0, self.classes + 1, (batch, *self.patch), generator=generator)
-        return image.to(self.device), scrib.to(self.device), None
+        return image.to(self.device), scrib.to(self.device), None, None

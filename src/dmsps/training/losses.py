@@ -16,26 +16,43 @@ def partial_ce(logits: torch.Tensor, target: torch.Tensor, ignore: int) -> torch
     return loss / n.clamp_min(1)
 
 
-def soft_ce(log_probs: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """H(q, p) = mean over pixels of -sum_c q_c log p_c, with q treated as a constant."""
-    return -(q * log_probs).sum(dim=1).mean()
+def masked_mean(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Mean of (B, *spatial) ``x`` over the voxels where ``valid`` (None: all of them)."""
+    if valid is None:
+        return x.mean()
+    v = valid.to(x.dtype)
+    return (x * v).sum() / v.sum().clamp_min(1)
 
 
-def authors_soft_ce(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+def soft_ce(
+    log_probs: torch.Tensor, q: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """H(q, p) = mean over pixels of -sum_c q_c log p_c, with q treated as a constant;
+    only over the ``valid`` pixels where a mask is given."""
+    return masked_mean(-(q * log_probs).sum(dim=1), valid)
+
+
+def authors_soft_ce(
+    logits: torch.Tensor, q: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """The pseudo-label loss as the authors' code computes it: H(q, softmax(softmax(z))).
 
     Their scripts hand softmax probabilities to a cross-entropy that applies softmax
     again. Probabilities in [0, 1] only spread softmax over a factor e, so the loss never
     falls below -log(e / (e + C - 1)) and its gradient is far smaller than H(q, softmax(z))'s.
     """
-    return soft_ce(F.log_softmax(torch.softmax(logits, 1), 1), q)
+    return soft_ce(F.log_softmax(torch.softmax(logits, 1), 1), q, valid)
 
 
-#: Pseudo-label loss forms, by setting name: logits, soft target -> loss.
-PL_LOSSES = {
-    "soft-ce": lambda logits, q: soft_ce(F.log_softmax(logits, 1), q),
-    "authors": authors_soft_ce,
-}
+def paper_soft_ce(
+    logits: torch.Tensor, q: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The paper's pseudo-label loss H(q, softmax(z))."""
+    return soft_ce(F.log_softmax(logits, 1), q, valid)
+
+
+#: Pseudo-label loss forms, by setting name: (logits, soft target, valid mask) -> loss.
+PL_LOSSES = {"soft-ce": paper_soft_ce, "authors": authors_soft_ce}
 
 
 def dice_loss(

@@ -17,6 +17,9 @@ class Batch:
     image: torch.Tensor  # (B, C_in, *spatial) float, spatial = (H, W) or (D, H, W)
     scribble: torch.Tensor  # (B, *spatial) long, ignore = num_classes
     label: torch.Tensor | None = None  # (B, *spatial) dense labels, only for `full`
+    # (B, *spatial) bool: False where a patch reaches beyond its volume (None: all real).
+    # Terms on unannotated voxels (the pseudo-label losses) leave those voxels out.
+    valid: torch.Tensor | None = None
 
 
 @dataclass

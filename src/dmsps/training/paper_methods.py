@@ -46,7 +46,7 @@ class DMSPS(Method):
         sup = self.supervised(main, aux, batch.scribble)
         q, alpha = _mixed_pseudo_label(main, aux, generator)
         form = PL_LOSSES[self.cfg.pl_loss]
-        pl = 0.5 * (form(main, q) + form(aux, q))
+        pl = 0.5 * (form(main, q, batch.valid) + form(aux, q, batch.valid))
         w = self.weight(iteration)
         return sup + w * pl, {"sup": sup.detach(), "pl": pl.detach(), "w": w, "alpha": alpha}
 
@@ -61,8 +61,10 @@ class DMPLS(Method):
         sup = self.supervised(main, aux, batch.scribble)
         q, alpha = _mixed_pseudo_label(main, aux, generator)
         hard = q.argmax(1)
+        v = batch.valid
         pl = 0.5 * (
-            dice_loss(torch.softmax(main, 1), hard) + dice_loss(torch.softmax(aux, 1), hard)
+            dice_loss(torch.softmax(main, 1), hard, mask=v)
+            + dice_loss(torch.softmax(aux, 1), hard, mask=v)
         )
         w = self.cfg.pl_weight
         return sup + w * pl, {"sup": sup.detach(), "pl": pl.detach(), "w": w, "alpha": alpha}

@@ -38,7 +38,9 @@ from dmsps.errors import DmspsError
 from dmsps.inference.inferers import resize_slices
 from dmsps.progress import progress_bar
 
-Batch3 = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+#: (image, scribble, label or None, valid or None): ``valid`` (B, *patch) bool is False
+#: on voxels a patch holds beyond its volume's edge (None: every voxel is real).
+Batch4 = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 #: How a patch centred on annotation picks its centre: any annotated voxel alike, or a
 #: class first (uniformly among the case's scribbled classes), then one of its voxels.
 CENTRING = ("voxel", "class")
@@ -49,8 +51,9 @@ class Sampler(Protocol):
 
     def __len__(self) -> int: ...
 
-    def sample(self, batch: int, generator: torch.Generator) -> Batch3:
-        """(image (B, C, *patch) float, scribble (B, *patch) long, label or None)."""
+    def sample(self, batch: int, generator: torch.Generator) -> Batch4:
+        """(image (B, C, *patch) float, scribble (B, *patch) long, label or None, valid
+        mask or None)."""
         ...
 
 
@@ -71,11 +74,11 @@ class SliceSampler:
             None if self.labels is None else self.labels.to(device),
         )
 
-    def sample(self, batch: int, generator: torch.Generator) -> Batch3:
+    def sample(self, batch: int, generator: torch.Generator) -> Batch4:
         idx = torch.randint(0, len(self), (batch,), generator=generator)
         idx = host_to(idx, self.images.device)
         lab = None if self.labels is None else self.labels[idx].long()
-        return self.images[idx], self.scribbles[idx].long(), lab
+        return self.images[idx], self.scribbles[idx].long(), lab, None
 
 
 def load_slices(
@@ -206,12 +209,21 @@ class PatchSampler:
         return int(group[int(torch.randint(0, len(group), (), generator=generator))])
 
     def _corner(self, i: int, generator: torch.Generator) -> list[int]:
-        """Patch origin (Z, Y, X): centred on an annotated voxel, or uniform."""
+        """Patch origin (Z, Y, X): centred on an annotated voxel, or uniform.
+
+        A centred patch is moved inside the volume along every axis the volume fills
+        (the voxel stays in it) and centred on the volume along the others: a patch
+        reaching beyond the edge would train on padding that no image holds (a fifth of
+        the voxels of ACDC's 8 x 96 x 96 patches were, docs/results.md section 7).
+        """
         shape, anchors = self.shapes[i], self.anchors[i]
         centred = float(torch.rand((), generator=generator)) < self.fraction
         if centred and len(anchors):
             k = self._anchor(i, generator)
-            return [int(c) - b // 2 for c, b in zip(anchors[k], self.box, strict=True)]
+            return [
+                min(max(int(c) - b // 2, 0), n - b) if n >= b else (n - b) // 2
+                for c, b, n in zip(anchors[k], self.box, shape, strict=True)
+            ]
         corner = []
         for n, b in zip(shape, self.box, strict=True):
             # Uniform over every placement that stays inside; centred when the volume
@@ -232,12 +244,13 @@ class PatchSampler:
         out[(..., *dst)] = array[(..., *src)]
         return out
 
-    def sample(self, batch: int, generator: torch.Generator) -> Batch3:
-        images, scribs, labels = [], [], []
+    def sample(self, batch: int, generator: torch.Generator) -> Batch4:
+        images, scribs, labels, valids = [], [], [], []
         for _ in range(batch):
             i = int(torch.randint(0, len(self.cases), (), generator=generator))
             case = self.cases[i]
             corner = self._corner(i, generator)
+            valids.append(self._inside(i, corner))
             # Each map is opened, copied from and released here: the process never holds
             # more than one patch of the cache in memory, however many cases there are.
             images.append(self._cut(self.cache.image(case), corner, 0.0, np.float32))
@@ -254,11 +267,21 @@ class PatchSampler:
         image = torch.from_numpy(np.stack(images))
         scrib = torch.from_numpy(np.stack(scribs)).long()
         label = torch.from_numpy(np.stack(labels)).long() if labels else None
+        valid = torch.from_numpy(np.stack(valids))
         if len(self.patch) == 2:  # (B, C, 1, H, W) -> (B, C, H, W)
-            image, scrib = image[:, :, 0], scrib[:, 0]
+            image, scrib, valid = image[:, :, 0], scrib[:, 0], valid[:, 0]
             label = None if label is None else label[:, 0]
         dev = self.device
-        return image.to(dev), scrib.to(dev), None if label is None else label.to(dev)
+        label = None if label is None else label.to(dev)
+        return image.to(dev), scrib.to(dev), label, valid.to(dev)
+
+    def _inside(self, i: int, corner: Sequence[int]) -> np.ndarray:
+        """The patch's voxels that lie inside case ``i`` (Z, Y, X) as a bool mask."""
+        axes = [
+            (np.arange(c, c + b) >= 0) & (np.arange(c, c + b) < n)
+            for c, b, n in zip(corner, self.box, self.shapes[i], strict=True)
+        ]
+        return axes[0][:, None, None] & axes[1][None, :, None] & axes[2][None, None, :]
 
 
 # === validation volumes ================================================================

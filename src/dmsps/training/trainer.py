@@ -286,20 +286,24 @@ class Trainer:
             data_gen = distributed.data_generator(cfg.seed, self.dist, it)
             # Dropout masks differ between ranks, and a resumed run redraws them exactly.
             torch.manual_seed(int(torch.randint(2**62, (1,), generator=data_gen)))
-        image, scrib, label = sampler.sample(self.local_batch, data_gen)
+        image, scrib, label, valid = sampler.sample(self.local_batch, data_gen)
         if cfg.augment:
-            targets = [scrib] if label is None else [scrib, label]
-            fills = [self.ignore] if label is None else [self.ignore, 0]
-            image, warped = augment_batch(image, targets, fills, data_gen)
-            scrib = warped[0]
-            label = warped[1] if label is not None else None
+            # The validity mask turns with the image: what comes in from beyond a patch's
+            # edge is not part of the volume either.
+            maps = {"scrib": (scrib, self.ignore), "label": (label, 0), "valid": (valid, 0)}
+            given = {k: v for k, v in maps.items() if v[0] is not None}
+            image, warped = augment_batch(
+                image, [v[0] for v in given.values()], [v[1] for v in given.values()], data_gen
+            )
+            out = dict(zip(given, warped, strict=True))
+            scrib, label, valid = out["scrib"], out.get("label"), out.get("valid")
         if cfg.channels_last:
             fmt = torch.channels_last if image.dim() == 4 else torch.channels_last_3d
             image = image.contiguous(memory_format=fmt)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             main, aux = model(image)
         loss, terms = self.method.loss(
-            main.float(), aux.float(), Batch(image, scrib, label), it, generator=gen
+            main.float(), aux.float(), Batch(image, scrib, label, valid), it, generator=gen
         )
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
