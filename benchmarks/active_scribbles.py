@@ -141,11 +141,7 @@ def read_revealed(out: Path) -> list[Slice] | None:
 def run_config(args: argparse.Namespace, seed: int):
     """The one budget every round trains with."""
     from dmsps.config import apply_overrides
-
-    try:
-        from dmsps.presets import preset
-    except ImportError:  # older layout: presets in dmsps.config
-        from dmsps.config import preset
+    from dmsps.presets import preset
 
     overrides = list(args.overrides)
     for stage in ("stage1", "stage2"):

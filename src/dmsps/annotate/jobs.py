@@ -82,32 +82,21 @@ def parse_settings(text: str | list | None) -> list[str]:
     return out
 
 
-def _preset_module():
-    """Where the presets live: ``dmsps.presets`` (newer), else ``dmsps.config``."""
-    try:
-        from dmsps import presets as module
-    except ImportError:
-        from dmsps import config as module
-    return module
-
-
 def preset_names() -> dict[str, str]:
     """Preset name -> its one-line help, as `dmsps run --preset` knows them."""
-    module = _preset_module()
-    helps = getattr(module, "PRESET_HELP", {})
-    return {
-        name: getattr(value, "help", None) or helps.get(name, "")
-        for name, value in module.PRESETS.items()
-    }
+    from dmsps.presets import PRESETS
+
+    return {name: p.help for name, p in PRESETS.items()}
 
 
 def check_run_settings(preset: str, settings: list[str]) -> None:
     """Refuse an unknown preset or setting before anything starts."""
     from dmsps.config import apply_overrides
+    from dmsps.presets import preset as load_preset
 
     if not isinstance(preset, str) or not preset:
         raise DmspsError("choose a preset (e.g. acdc for 2D slices; dmsps run --help lists them)")
-    apply_overrides(_preset_module().preset(preset), settings)
+    apply_overrides(load_preset(preset), settings).check()
 
 
 def fingerprint(preset: str, settings: list[str], scribbles: list[tuple[str, Path | None]]) -> str:

@@ -178,11 +178,11 @@ def score_cases(
     on_case: Callable[[int, int], None] | None = None,
 ) -> dict[str, CaseScores]:
     """Per-slice scores of ``cases`` of a ``Dataset``, one case in memory at a time."""
-    from tqdm import tqdm
+    from dmsps.progress import progress_bar
 
     cases = list(cases)
     out = {}
-    for i, case in enumerate(tqdm(cases, desc="scoring slices", disable=not progress)):
+    for i, case in enumerate(progress_bar(cases, desc="scoring slices", disable=not progress)):
         image, geom = dataset.load_image(case)
         out[case] = case_maps(predictor, image, geom.spacing).scores
         del image
