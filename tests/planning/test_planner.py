@@ -137,9 +137,20 @@ def test_a_plan_is_a_settings_file_that_runs_as_a_preset(tmp_path):
     assert asdict(preset(path)) == asdict(cfg)
 
 
+def test_a_budget_of_another_time():
+    quarter = plan(ACDC, "cpu-15m", dims=3, step_seconds=fixed(0.25))
+    assert (
+        quarter.stage1.iterations
+        == plan(ACDC, "cpu-1h", dims=3, step_seconds=fixed(1.0)).stage1.iterations
+    )
+    assert plan(ACDC, "gpu-0.5h", dims=3, step_seconds=fixed(0.5)).stage1.patch_size[1] == 192
+
+
 def test_bad_budget_and_dims_are_one_line_errors():
     with pytest.raises(DmspsError, match="unknown budget 'cpu'"):
         plan(ACDC, "cpu")
+    with pytest.raises(DmspsError, match="unknown budget 'cpu-0m'"):
+        plan(ACDC, "cpu-0m")
     with pytest.raises(DmspsError, match="--dims must be 2 or 3"):
         plan(ACDC, "cpu-1h", dims=4, step_seconds=fixed(1.0))
     with pytest.raises(DmspsError, match="needs a measured step time"):

@@ -42,8 +42,9 @@ def add_plan_arguments(parser: argparse.ArgumentParser, budgets) -> None:
     parser.add_argument(
         "--budget",
         default="cpu-1h",
-        choices=list(budgets),
-        help="; ".join(f"{b.name}: {b.help}" for b in budgets.values()) + " (default cpu-1h)",
+        metavar="BUDGET",
+        help="; ".join(f"{b.name}: {b.help}" for b in budgets.values())
+        + "; or cpu-<N>m, gpu-<N>h ... for another time (default cpu-1h)",
     )
     parser.add_argument(
         "--dims",

@@ -13,6 +13,7 @@ Every rule is deterministic given the fingerprint and the step time.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -67,6 +68,23 @@ BUDGETS = {
         Budget("paper", "the paper's iterations (GPU)", 0, 80 * 96 * 96, 512, 256, 24, 1),
     )
 }
+
+
+def get_budget(name: str) -> Budget:
+    """A named budget, or ``cpu-<N>m`` / ``gpu-<N>h`` ...: that device kind's budget with
+    another time (``cpu-15m``: a quarter of ``cpu-1h``)."""
+    if name in BUDGETS:
+        return BUDGETS[name]
+    found = re.fullmatch(r"(cpu|gpu)-(\d+(?:\.\d+)?)(m|h)", name)
+    if not found or float(found.group(2)) <= 0:
+        raise DmspsError(
+            f"unknown budget '{name}' (choose from {', '.join(BUDGETS)}, or cpu-<N>m, "
+            "gpu-<N>h ... for another time)"
+        )
+    kind, amount, unit = found.groups()
+    seconds = float(amount) * (60 if unit == "m" else 3600)
+    base = BUDGETS[f"{kind}-1h"]
+    return replace(base, name=name, help=f"{amount}{unit} of training", seconds=seconds)
 
 
 @dataclass
@@ -229,9 +247,7 @@ def plan(
 ) -> RunConfig:
     """The planned run for ``fp``. ``step_seconds(stage1_settings)`` gives the seconds of
     one training step on this device (``measure_step``); a time budget needs it."""
-    if budget not in BUDGETS:
-        raise DmspsError(f"unknown budget '{budget}' (choose from {', '.join(BUDGETS)})")
-    b = BUDGETS[budget]
+    b = get_budget(budget)
     d = choose_dims(fp, dims)
     if d == 2:
         s1 = TrainConfig(
