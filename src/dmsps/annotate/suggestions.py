@@ -198,7 +198,7 @@ def scribble_flags(dataset, cases: Iterable[str]) -> dict[str, np.ndarray]:
     for case in cases:
         scribble = dataset.load_scribble(case)
         if scribble is None:
-            from dmsps.annotate.workspace import read_geometry
+            from dmsps.io.nifti import read_geometry
 
             depth = read_geometry(dataset.paths(case).images[0]).shape[0]
         else:

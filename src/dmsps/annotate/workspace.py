@@ -37,7 +37,7 @@ from dmsps.annotate import suggestions
 from dmsps.data.layout import Dataset
 from dmsps.errors import DataError, DmspsError
 from dmsps.io.atomic import atomic_path
-from dmsps.io.nifti import Geometry
+from dmsps.io.nifti import Geometry, read_geometry
 
 PLANES = ("axial", "coronal", "sagittal")
 LAYERS = ("image", "label", "prediction", "uncertainty", "disagreement")
@@ -52,18 +52,6 @@ class RequestError(DmspsError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-def read_geometry(path: Path) -> Geometry:
-    """The (Z, Y, X) grid of a NIfTI file from its header, without reading its voxels."""
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(path))
-    except Exception as exc:  # nibabel raises many types for damaged files
-        raise DataError(path, f"cannot read the NIfTI header ({type(exc).__name__})") from None
-    shape = tuple(int(s) for s in img.shape[:3]) + (1,) * max(0, 3 - len(img.shape))
-    return Geometry(np.asarray(img.affine, np.float64), (shape[2], shape[1], shape[0]))
 
 
 def read_class_map(path: Path, grid: Geometry, what: str, check) -> np.ndarray:

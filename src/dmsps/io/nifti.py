@@ -177,6 +177,18 @@ def load_volume(path: str | Path, dtype=np.float32) -> tuple[np.ndarray, Geometr
     return arr, geom
 
 
+def read_geometry(path: str | Path) -> Geometry:
+    """A NIfTI file's (Z, Y, X) grid from its header, without reading the voxels (cheap
+    on CT-sized files); a 2D file is one slice."""
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for damaged files
+        raise DataError(path, f"cannot read the NIfTI header ({type(exc).__name__})") from None
+    shape = tuple(int(s) for s in img.shape[:3]) + (1,) * max(0, 3 - len(img.shape))
+    return Geometry(np.asarray(img.affine, np.float64), (shape[2], shape[1], shape[0]))
+
+
 def save_volume(path: str | Path, array: np.ndarray, geometry: Geometry, dtype=None) -> None:
     """Write a (Z, Y, X) array with the given geometry, atomically."""
     path = Path(path)

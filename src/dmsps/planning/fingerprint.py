@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from dmsps.data import normalization
 from dmsps.data.layout import Dataset
-from dmsps.errors import DataError, DmspsError
+from dmsps.errors import DmspsError
 from dmsps.io.atomic import write_json
+from dmsps.io.nifti import read_geometry
 from dmsps.progress import progress_bar
 
 #: Cases whose voxels are read for the intensity, class and scribble statistics (the
@@ -83,24 +83,6 @@ class Fingerprint:
         return cls(**data)
 
 
-def _header_geometry(path: Path) -> tuple[list[int], list[float]]:
-    """(Z, Y, X) shape and spacing from a NIfTI header, without reading the voxels."""
-    try:
-        img = nib.load(str(path))
-        shape = img.shape[:3]
-        zooms = img.header.get_zooms()[:3]
-    except Exception as exc:  # nibabel raises several types for damaged files
-        raise DataError(path, f"cannot read the NIfTI header ({exc})") from None
-    if len(shape) < 3:
-        shape, zooms = (1, *shape), (1.0, *zooms)
-    # NIfTI stores x, y, z; our arrays are (Z, Y, X).
-    return [int(shape[2]), int(shape[1]), int(shape[0])], [
-        float(zooms[2]),
-        float(zooms[1]),
-        float(zooms[0]),
-    ]
-
-
 def compute_fingerprint(ds: Dataset, progress: bool = True) -> Fingerprint:
     """The fingerprint of a dataset's training (and validation) cases."""
     cases = ds.split("train") + ds.split("val")
@@ -108,9 +90,9 @@ def compute_fingerprint(ds: Dataset, progress: bool = True) -> Fingerprint:
         raise DmspsError(f"{ds.root}: no training cases to plan from")
     spacings, shapes = [], []
     for case in cases:
-        shape, spacing = _header_geometry(ds.paths(case).images[0])
-        shapes.append(shape)
-        spacings.append(spacing)
+        geom = read_geometry(ds.paths(case).images[0])
+        shapes.append(list(geom.shape))
+        spacings.append(list(geom.spacing))
     k, ignore = ds.meta.num_classes, ds.meta.ignore_value
     step = max(1, len(cases) // SAMPLE_CASES)
     sample = cases[::step][:SAMPLE_CASES]
