@@ -23,6 +23,9 @@ def test_plan_writes_a_preset_file(tiny_dataset_3d, tmp_path, capsys):
     fp = json.loads((tmp_path / "plan.fingerprint.json").read_text())
     assert fp["cases"] == 4 and len(fp["channels"]) == 2
     assert "kernels" in text and "stage 1:" in text
+    # The step time the iterations came from is shown and kept with the fingerprint.
+    assert "step time on auto:" in text
+    assert any(n.startswith("step time on auto:") for n in fp["notes"])
 
 
 def test_run_with_preset_auto_plans_once_per_run_folder(tiny_dataset_3d, tmp_path, capsys):

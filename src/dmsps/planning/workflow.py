@@ -25,7 +25,18 @@ def plan_dataset(
         def trainer(cfg: TrainConfig) -> Trainer:
             return Trainer(ds, dataclasses.replace(cfg, device=device), Path(tmp), False)
 
-        cfg = plan(fp, budget, dims, measure_step(trainer))
+        measured = measure_step(trainer)
+
+        def step_seconds(cfg: TrainConfig) -> float:
+            seconds = measured(cfg)
+            fp.notes.append(
+                f"step time on {device}: {seconds:.2f} s (patch "
+                f"{' x '.join(map(str, cfg.patch_size))}, batch {cfg.batch_size}, widths "
+                f"{cfg.features[0]}-{cfg.features[-1]})"
+            )
+            return seconds
+
+        cfg = plan(fp, budget, dims, step_seconds)
     for stage in (cfg.stage1, cfg.stage2):
         stage.device = device
     cfg.check()
@@ -60,4 +71,5 @@ def describe(cfg: RunConfig, fp: Fingerprint) -> str:
         f"stage 1: {s1.iterations} iterations ({s1.optimizer} lr {s1.lr:g}); stage 2: "
         f"{s2.iterations} iterations"
     )
+    lines += fp.notes  # the measured step times the iterations came from
     return "\n".join(lines)
