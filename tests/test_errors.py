@@ -641,3 +641,16 @@ def test_paths_with_spaces_and_non_ascii_characters(tmp_path, capsys):
     assert (pred / f"{case}.nii.gz").is_file()
     code, out = run_cli(capsys, "evaluate", pred, data, "--out", home / "mëtrics")
     assert code == 0 and (home / "mëtrics" / "summary.json").is_file(), out
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_output_folder_another_run_is_writing_to(tiny_dataset, tmp_path, capsys, command):
+    from dmsps.io.lock import sole_writer
+
+    out = tmp_path / "run"
+    argv = (command, tiny_dataset, "--out", out, *(TRAIN if command == "train" else ()))
+    if command == "run":
+        argv += ("--preset", "demo", "--set", "stage1.iterations=2", "--set", "stage2.iterations=2")
+    with sole_writer(out):  # held as a second terminal's run would hold it
+        fails(capsys, *argv, names=out, fix=["another dmsps process is writing", "wait for it"])
+    assert list(out.iterdir()) == []

@@ -153,3 +153,15 @@ def test_a_stopped_stage_ends_the_run_and_a_rerun_continues_it(tiny_dataset, tmp
     assert set(result["metrics"]) == {"stage1", "stage2"}
     log = (out / "stage1/log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["2", "4"]  # validation rows
+
+
+def test_a_run_folder_in_use_by_another_run_is_refused_before_anything_is_written(
+    tiny_dataset, tmp_path
+):
+    from dmsps.io.lock import sole_writer
+
+    out = tmp_path / "run"
+    held = sole_writer(out)  # as a `dmsps run` in another terminal would hold it
+    with held, pytest.raises(DmspsError, match="another dmsps process"):
+        run_pipeline(tiny_dataset, out, _tiny_cfg(), progress=False, log=lambda *a: None)
+    assert list(out.iterdir()) == []

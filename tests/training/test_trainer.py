@@ -55,6 +55,17 @@ def test_every_method_trains_and_writes_artefacts(tiny_dataset, tmp_path, method
     assert json.loads((out / "config.json").read_text())["method"] == method
 
 
+def test_a_folder_another_training_writes_to_is_refused_untouched(tiny_dataset, tmp_path):
+    from dmsps.io.lock import sole_writer
+
+    out = tmp_path / "busy"
+    trainer = Trainer(Dataset(tiny_dataset), TrainConfig(**SMALL), out, False)
+    with sole_writer(out), pytest.raises(DmspsError, match="another dmsps process"):
+        trainer.fit()
+    assert list(out.iterdir()) == []
+    assert trainer.fit()["status"] == "complete"  # free again once the other one ends
+
+
 def test_resumed_run_reaches_same_weights_as_uninterrupted(tiny_dataset, tmp_path):
     ds = Dataset(tiny_dataset)
     Trainer(ds, TrainConfig(**SMALL), tmp_path / "a", False).fit()

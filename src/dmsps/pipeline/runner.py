@@ -35,6 +35,7 @@ from dmsps.errors import DmspsError
 from dmsps.eval.evaluation import evaluate_folders
 from dmsps.inference.predictor import predict_folder
 from dmsps.io.atomic import write_json
+from dmsps.io.lock import sole_writer
 from dmsps.pipeline.expansion import expand_dataset, format_summary
 from dmsps.pipeline.report import write_report
 from dmsps.training import distributed
@@ -223,51 +224,54 @@ def run_pipeline(
     # be refused as "made with different settings").
     cfg.check()
     run = _Run(ds, Path(out), cfg, progress, log)
-    if run.main:
-        _check_config(run.out, cfg, stages)
-    distributed.barrier(run.info)
-    cases = ds.split(run.split)
-    missing = [c for c in cases if ds.paths(c).label is None]
-    if missing:
-        raise DmspsError(
-            f"{ds.root}: no label for {run.split} case(s) {missing[:5]}; cannot evaluate"
-        )
-
-    if cfg.scribbles.active:
-        run.timed("thinning out the training scribbles", "scribbles", run.thin_scribbles)
-    trained = {"stage1": run.timed("stage 1: training on scribbles", "stage1", run.stage1)}
-    # stop_at: nothing after a stopped stage may use half of it.
-    if trained["stage1"]["status"] == "stopped":
-        return _stopped("stage1", trained["stage1"], run.split, run.log)
-    exp: dict = {}
-    if "stage2" in stages:
-        exp = run.timed(
-            "expanding scribbles with confident stage-1 predictions", "expand", run.expand
-        )
-        trained["stage2"] = run.timed("stage 2: training on expanded seeds", "stage2", run.stage2)
-        if trained["stage2"]["status"] == "stopped":
-            return _stopped("stage2", trained["stage2"], run.split, run.log)
-
-    if not run.main:  # prediction, evaluation and the report are rank 0's
+    with sole_writer(run.out, enabled=run.main):
+        if run.main:
+            _check_config(run.out, cfg, stages)
         distributed.barrier(run.info)
-        return {"split": run.split, "rank": run.info.rank, "train": trained}
-    metrics = {
-        stage: run.timed(
-            f"predicting the {run.split} split with {stage}",
-            f"predict+evaluate {stage}",
-            lambda stage=stage: run.predict_and_evaluate(stage),
-        )
-        for stage in stages
-    }
-    if "stage2" in stages:
-        write_report(run.out, ds, cases, metrics, trained, exp, run.split)
-    result = {
-        "split": run.split,
-        "metrics": metrics,
-        "train": trained,
-        "expand": exp,
-        "timings_s": run.timings,
-    }
-    write_json(run.out / "results.json", result)
-    distributed.barrier(run.info)
-    return result
+        cases = ds.split(run.split)
+        missing = [c for c in cases if ds.paths(c).label is None]
+        if missing:
+            raise DmspsError(
+                f"{ds.root}: no label for {run.split} case(s) {missing[:5]}; cannot evaluate"
+            )
+
+        if cfg.scribbles.active:
+            run.timed("thinning out the training scribbles", "scribbles", run.thin_scribbles)
+        trained = {"stage1": run.timed("stage 1: training on scribbles", "stage1", run.stage1)}
+        # stop_at: nothing after a stopped stage may use half of it.
+        if trained["stage1"]["status"] == "stopped":
+            return _stopped("stage1", trained["stage1"], run.split, run.log)
+        exp: dict = {}
+        if "stage2" in stages:
+            exp = run.timed(
+                "expanding scribbles with confident stage-1 predictions", "expand", run.expand
+            )
+            trained["stage2"] = run.timed(
+                "stage 2: training on expanded seeds", "stage2", run.stage2
+            )
+            if trained["stage2"]["status"] == "stopped":
+                return _stopped("stage2", trained["stage2"], run.split, run.log)
+
+        if not run.main:  # prediction, evaluation and the report are rank 0's
+            distributed.barrier(run.info)
+            return {"split": run.split, "rank": run.info.rank, "train": trained}
+        metrics = {
+            stage: run.timed(
+                f"predicting the {run.split} split with {stage}",
+                f"predict+evaluate {stage}",
+                lambda stage=stage: run.predict_and_evaluate(stage),
+            )
+            for stage in stages
+        }
+        if "stage2" in stages:
+            write_report(run.out, ds, cases, metrics, trained, exp, run.split)
+        result = {
+            "split": run.split,
+            "metrics": metrics,
+            "train": trained,
+            "expand": exp,
+            "timings_s": run.timings,
+        }
+        write_json(run.out / "results.json", result)
+        distributed.barrier(run.info)
+        return result

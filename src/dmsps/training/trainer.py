@@ -37,6 +37,7 @@ from dmsps.eval.metrics import dice_per_class
 from dmsps.inference.inferers import Inferer, make_inferer
 from dmsps.inference.uncertainty import label_map
 from dmsps.io.atomic import remove_temporaries, write_json, write_text
+from dmsps.io.lock import sole_writer
 from dmsps.models.checkpoint import load_checkpoint, model_config, save_checkpoint
 from dmsps.models.networks import build_model
 from dmsps.models.unet import ModelConfig, count_parameters
@@ -401,6 +402,11 @@ class Trainer:
             )
 
     def fit(self, resume: bool = False) -> dict:
+        """Train (or resume, or return a finished run's summary); one process per folder."""
+        with sole_writer(self.out, enabled=self.dist.is_main):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> dict:
         cfg = self.cfg
         self.check_settings()
         if self.is_complete():
