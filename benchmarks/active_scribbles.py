@@ -44,7 +44,7 @@ from dmsps.annotate import suggestions
 from dmsps.data.layout import Dataset
 from dmsps.errors import DmspsError
 from dmsps.io.atomic import write_json, write_text
-from dmsps.io.nifti import load_volume, save_volume
+from dmsps.io.nifti import load_volume, read_geometry, save_volume
 
 STRATEGIES = ("suggest", "random")
 
@@ -248,6 +248,49 @@ def summarise(per_seed: dict[int, dict], rounds: int, pool_size: int) -> dict:
     return {"pool_slices": pool_size, "rounds": table}
 
 
+def stack_positions(ds: Dataset, root: Path, seeds: list[int], rounds: int) -> dict:
+    """Where in its stack each order's added slices lie, over all seeds and rounds: the
+    relative position z / (depth - 1) (0 the file's first slice, 1 its last); an order
+    that keeps to one end of the stacks shows the model's doubt there, and trains on
+    fewer kinds of slice."""
+    depth = {}
+    for case in ds.split("train"):
+        path = ds.scribble_path(case)
+        if path is not None:
+            depth[case] = read_geometry(path).shape[0]
+    out = {}
+    for strategy in STRATEGIES:
+        rel = []
+        for seed in seeds:
+            before = set(read_revealed(root / f"seed{seed}" / "round0") or [])
+            for r in range(1, rounds + 1):
+                now = set(read_revealed(root / f"seed{seed}" / strategy / f"round{r}") or [])
+                rel += [z / max(depth[c] - 1, 1) for c, z in now - before]
+                before = now
+        values = np.asarray(rel, float)
+        out[strategy] = {
+            "slices": int(values.size),
+            "median": float(np.median(values)) if values.size else None,
+            "first_fifth": float(np.mean(values <= 0.2)) if values.size else None,
+            "last_fifth": float(np.mean(values >= 0.8)) if values.size else None,
+        }
+    return out
+
+
+def positions_text(positions: dict) -> str:
+    parts = [
+        f"{name}: median {p['median']:.2f}, {p['first_fifth']:.0%} in the first fifth, "
+        f"{p['last_fifth']:.0%} in the last"
+        for name, p in positions.items()
+        if p["slices"]
+    ]
+    return (
+        "Where the added slices lie in their stack (z / (depth - 1), all seeds and rounds): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def markdown(summary: dict, seeds: list[int], stage: str) -> str:
     seed_cols = " | ".join(f"seed {s}" for s in seeds)
     head = (
@@ -319,12 +362,15 @@ def main(argv: list[str] | None = None) -> int:
         "fraction": args.fraction,
         "overrides": args.overrides,
     }
+    summary["positions"] = stack_positions(ds, args.out, args.seeds, args.rounds)
     write_json(args.out / "summary.json", summary)
     text = (
         "Validation Dice (foreground mean), stage 2:\n\n"
         + markdown(summary, args.seeds, "stage2")
         + "\n\nStage 1:\n\n"
         + markdown(summary, args.seeds, "stage1")
+        + "\n\n"
+        + positions_text(summary["positions"])
         + "\n"
     )
     write_text(args.out / "summary.md", text)

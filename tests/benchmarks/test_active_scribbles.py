@@ -7,6 +7,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from dmsps.annotate.suggestions import CaseScores
 from dmsps.data.layout import Dataset
@@ -90,6 +91,13 @@ def test_end_to_end_and_resume(tiny_dataset, tmp_path, capsys):
     start = json.loads((out / "seed0" / "round0" / "revealed.json").read_text())
     for chosen in round1.values():
         assert all(s in chosen for s in start)  # round 1 keeps round 0's slices
+    for strategy, chosen in round1.items():  # where in the (3-slice) stacks they lie
+        added = {tuple(s) for s in chosen} - {tuple(s) for s in start}
+        rel = [z / 2 for _, z in added]
+        where = summary["positions"][strategy]
+        assert where["slices"] == 3 and where["median"] == pytest.approx(float(np.median(rel)))
+        assert where["first_fifth"] == pytest.approx(np.mean([r <= 0.2 for r in rel]))
+    assert "Where the added slices lie in their stack" in text
     ranking = json.loads((out / "seed0" / "suggest" / "round1" / "ranking.json").read_text())
     assert len(ranking["chosen"]) == 3
     assert not {tuple(s) for s in ranking["chosen"]} & {tuple(s) for s in start}

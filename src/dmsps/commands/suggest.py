@@ -1,4 +1,4 @@
-"""`dmsps suggest`: where a scribble would help the model most."""
+"""`dmsps suggest`: the unscribbled slices (or cases) where the model is least sure."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 NAME = "suggest"
-HELP = "rank the slices (or cases) without scribbles where a scribble would help most"
+HELP = "rank the slices (or cases) without scribbles by the model's uncertainty there"
 DESCRIPTION = """\
 Predict every case of a split (default: train) with the model and rank the slices that
 hold no scribble yet by the model's uncertainty there. Per voxel: u, the normalised
@@ -16,6 +16,10 @@ labels differ; a slice scores the mean of (u + d) / 2 over its voxels (a case, w
 Highest first; equal scores go by case name, then slice: the same model and data always
 give the same list. Slices are (Y, X) planes, index z of the array (the axial slices of
 a CT, the short-axis slices of cine-MRI). docs/annotate.md explains the rule.
+
+Measured on ACDC at a small CPU budget (docs/results.md, section 10), revealing slices
+in this order did worse than at random: the top of the list crowds one end of the
+stacks. Take slices from several cases and positions, not only the first few listed.
 
 `dmsps annotate DATA --model ...` shows the same ranking behind its "Next" button.
 
