@@ -4,10 +4,12 @@ Start from the real scribbles of a random ``--fraction`` (10 %) of the training 
 in ``--rounds`` rounds (3), reveal the real scribbles of another ``--fraction`` of them,
 chosen (a) by the suggestion rule of `dmsps suggest` with the previous round's model
 (slices without scribbles yet, by the normalised entropy of both decoders' mean and their
-disagreement), or (b) at random; retrain from scratch each round at one fixed budget
-(`dmsps run` with ``--preset`` and ``--iterations``), for each of ``--seeds`` (0 1).
-Prints validation Dice per round for both orders (stage 2, the pipeline's result, and
-stage 1) and writes them to OUT/summary.json and OUT/summary.md.
+disagreement), (b) at random, or (c) by `dmsps suggest --spread` (the same ranking taken
+in turns from five bands of position in the stack, one slice per case; ``--orders``);
+retrain from scratch each round at one fixed budget (`dmsps run` with ``--preset`` and
+``--iterations``), for each of ``--seeds`` (0 1). Prints validation Dice per round for
+every order (stage 2, the pipeline's result, and stage 1) and where in the stacks each
+order's slices lie, and writes them to OUT/summary.json and OUT/summary.md.
 
     python benchmarks/active_scribbles.py DATA --out OUT [--preset acdc] \
         [--iterations 4000] [--stage2-iterations 1000] [--seeds 0 1] [--rounds 3] \
@@ -26,6 +28,7 @@ OUT/
     run/                     the `dmsps run` folder (results.json when done)
   seed<S>/suggest/round<R>/  as round0, plus ranking.json (the candidates' scores)
   seed<S>/random/round<R>/
+  seed<S>/spread/round<R>/   as suggest, with the ranking spread over position bands
   summary.json, summary.md
 """
 
@@ -46,7 +49,7 @@ from dmsps.errors import DmspsError
 from dmsps.io.atomic import write_json, write_text
 from dmsps.io.nifti import load_volume, read_geometry, save_volume
 
-STRATEGIES = ("suggest", "random")
+STRATEGIES = ("suggest", "random", "spread")
 
 Slice = tuple[str, int]
 
@@ -90,15 +93,21 @@ def reveal_suggested(
     revealed: list[Slice],
     k: int,
     scores: dict[str, suggestions.CaseScores],
+    spread: bool = False,
 ) -> tuple[list[Slice], list[dict]]:
     """The ``k`` highest-ranked slices of ``pool`` not yet revealed, by the rule of
     `dmsps suggest` (a revealed slice holds a scribble; slices outside the pool are not
-    candidates); also the ranking's head, for the record."""
+    candidates), or with ``spread`` by `dmsps suggest --spread` (the same ranking, taken
+    in turns from five position bands, one slice per case); also the choice, scored."""
     candidates = set(pool) - set(revealed)
     flags = {}
     for case, sc in scores.items():
         flags[case] = np.array([(case, z) not in candidates for z in range(sc.entropy.size)])
-    ranking = suggestions.rank(scores, flags, "slice", top=k)
+    if spread:
+        depths = {case: sc.entropy.size for case, sc in scores.items()}
+        ranking = suggestions.spread(suggestions.rank(scores, flags, "slice"), depths, k)
+    else:
+        ranking = suggestions.rank(scores, flags, "slice", top=k)
     return sorted((s.case, s.slice) for s in ranking), [s.to_json() for s in ranking]
 
 
@@ -193,8 +202,8 @@ def run_seed(ds: Dataset, args: argparse.Namespace, seed: int, log=print) -> dic
     log(f"seed {seed}: round 0, {len(revealed0)} of {len(pool)} slices")
     dice0 = train_round(start, cfg, args.progress)
     first = {"round": 0, "revealed": len(revealed0), "dice": dice0}
-    out = {s: [first] for s in STRATEGIES}
-    for strategy in STRATEGIES:
+    out = {s: [first] for s in args.orders}
+    for strategy in args.orders:
         revealed, previous = list(revealed0), start
         for r in range(1, args.rounds + 1):
             folder = root / strategy / f"round{r}"
@@ -203,7 +212,9 @@ def run_seed(ds: Dataset, args: argparse.Namespace, seed: int, log=print) -> dic
                 if strategy == "random":
                     new = reveal_random(pool, revealed, k, seed, r)
                 else:
-                    new = suggested(ds, previous, pool, revealed, k, folder, args.device)
+                    new = suggested(
+                        ds, previous, pool, revealed, k, folder, args.device, strategy == "spread"
+                    )
                 now = sorted(revealed + new)
                 write_view(ds, now, folder)
             log(f"seed {seed}: {strategy} round {r}, {len(now)} of {len(pool)} slices")
@@ -213,7 +224,9 @@ def run_seed(ds: Dataset, args: argparse.Namespace, seed: int, log=print) -> dic
     return out
 
 
-def suggested(ds, previous: Path, pool, revealed, k, folder: Path, device: str | None):
+def suggested(
+    ds, previous: Path, pool, revealed, k, folder: Path, device: str | None, spread: bool
+):
     """Score the candidate slices with the previous round's model; keep the ranking."""
     ranking_path = folder / "ranking.json"
     if ranking_path.is_file():  # chosen before an interruption: keep the same choice
@@ -222,14 +235,14 @@ def suggested(ds, previous: Path, pool, revealed, k, folder: Path, device: str |
     predictor = suggestions.load_predictor(checkpoint_of(previous), ds, device or "auto")
     cases = sorted({c for c, _ in set(pool) - set(revealed)})
     scores = suggestions.score_cases(predictor, ds, cases)
-    chosen, head = reveal_suggested(pool, revealed, k, scores)
+    chosen, head = reveal_suggested(pool, revealed, k, scores, spread)
     write_json(ranking_path, {"model": str(predictor.path), "chosen": chosen, "ranking": head})
     return chosen
 
 
 def summarise(per_seed: dict[int, dict], rounds: int, pool_size: int) -> dict:
     table = {}
-    for strategy in STRATEGIES:
+    for strategy in next(iter(per_seed.values())):
         rows = []
         for r in range(rounds + 1):
             entry = {"round": r, "revealed": None, "dice": {}}
@@ -248,7 +261,9 @@ def summarise(per_seed: dict[int, dict], rounds: int, pool_size: int) -> dict:
     return {"pool_slices": pool_size, "rounds": table}
 
 
-def stack_positions(ds: Dataset, root: Path, seeds: list[int], rounds: int) -> dict:
+def stack_positions(
+    ds: Dataset, root: Path, seeds: list[int], rounds: int, orders: tuple[str, ...] = STRATEGIES
+) -> dict:
     """Where in its stack each order's added slices lie, over all seeds and rounds: the
     relative position z / (depth - 1) (0 the file's first slice, 1 its last); an order
     that keeps to one end of the stacks shows the model's doubt there, and trains on
@@ -259,7 +274,7 @@ def stack_positions(ds: Dataset, root: Path, seeds: list[int], rounds: int) -> d
         if path is not None:
             depth[case] = read_geometry(path).shape[0]
     out = {}
-    for strategy in STRATEGIES:
+    for strategy in orders:
         rel = []
         for seed in seeds:
             before = set(read_revealed(root / f"seed{seed}" / "round0") or [])
@@ -292,27 +307,27 @@ def positions_text(positions: dict) -> str:
 
 
 def markdown(summary: dict, seeds: list[int], stage: str) -> str:
+    """One row per round: each order's Dice per seed and mean, then each order's mean
+    minus random's."""
+    orders = list(summary["rounds"])
+    against = [o for o in orders if o != "random"] if "random" in orders else []
     seed_cols = " | ".join(f"seed {s}" for s in seeds)
-    head = (
-        f"| round | slices with scribbles | suggest: {seed_cols} | mean | random: {seed_cols} "
-        "| mean | suggest - random |"
-    )
-    lines = [head, "|" + "---|" * (4 + 2 * len(seeds) + 1)]
+    head = "| round | slices with scribbles | "
+    head += " | ".join(f"{o}: {seed_cols} | mean" for o in orders)
+    head += "".join(f" | {o} - random" for o in against) + " |"
+    lines = [head, "|" + "---|" * (2 + len(orders) * (len(seeds) + 1) + len(against))]
     pool = summary["pool_slices"]
-    for r, (a, b) in enumerate(
-        zip(summary["rounds"]["suggest"], summary["rounds"]["random"], strict=True)
-    ):
-        da, db = a["dice"][stage], b["dice"][stage]
-        cells_a = " | ".join(f"{da['per_seed'][str(s)]:.4f}" for s in seeds)
-        cells_b = " | ".join(f"{db['per_seed'][str(s)]:.4f}" for s in seeds)
-        share = f"{a['revealed']} of {pool} ({a['revealed'] / pool:.0%})"
-        if a["revealed"] != b["revealed"]:
-            share += f" / {b['revealed']}"
-        diff = da["mean"] - db["mean"]
-        lines.append(
-            f"| {r} | {share} | {cells_a} | **{da['mean']:.4f}** | {cells_b} | "
-            f"**{db['mean']:.4f}** | {diff:+.4f} |"
-        )
+    for r in range(len(summary["rounds"][orders[0]])):
+        rows = {o: summary["rounds"][o][r] for o in orders}
+        revealed = rows[orders[0]]["revealed"]
+        cells = [str(r), f"{revealed} of {pool} ({revealed / pool:.0%})"]
+        for o in orders:
+            d = rows[o]["dice"][stage]
+            cells += [f"{d['per_seed'][str(s)]:.4f}" for s in seeds] + [f"**{d['mean']:.4f}**"]
+        for o in against:
+            diff = rows[o]["dice"][stage]["mean"] - rows["random"]["dice"][stage]["mean"]
+            cells.append(f"{diff:+.4f}")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -326,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--orders", nargs="+", choices=STRATEGIES, default=list(STRATEGIES),
+        help="the orders to compare: suggest (dmsps suggest's ranking), random, spread "
+        "(dmsps suggest --spread: the ranking spread over position bands and cases)",
+    )  # fmt: skip
     parser.add_argument("--device", default=None, help="auto | cpu | cuda")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -334,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     args.progress = not args.quiet
+    args.orders = tuple(o for o in STRATEGIES if o in args.orders)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     try:
@@ -362,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         "fraction": args.fraction,
         "overrides": args.overrides,
     }
-    summary["positions"] = stack_positions(ds, args.out, args.seeds, args.rounds)
+    summary["positions"] = stack_positions(ds, args.out, args.seeds, args.rounds, args.orders)
     write_json(args.out / "summary.json", summary)
     text = (
         "Validation Dice (foreground mean), stage 2:\n\n"

@@ -68,6 +68,10 @@ def test_view_holds_only_the_revealed_slices(tiny_dataset, tmp_path):
     ]
 
 
+def start_of(out):
+    return json.loads((out / "seed0" / "round0" / "revealed.json").read_text())
+
+
 def test_end_to_end_and_resume(tiny_dataset, tmp_path, capsys):
     bench = load_benchmark("active_scribbles")
     out = tmp_path / "active"
@@ -80,14 +84,16 @@ def test_end_to_end_and_resume(tiny_dataset, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "| round | slices with scribbles |" in text
     summary = json.loads((out / "summary.json").read_text())
-    for strategy in ("suggest", "random"):
+    for strategy in ("suggest", "random", "spread"):
         rows = summary["rounds"][strategy]
         assert [r["revealed"] for r in rows] == [3, 6]
         assert all(0 <= r["dice"]["stage2"]["mean"] <= 1 for r in rows)
     round1 = {
         s: json.loads((out / "seed0" / s / "round1" / "revealed.json").read_text())
-        for s in ("suggest", "random")
+        for s in ("suggest", "random", "spread")
     }
+    spread = {tuple(s) for s in round1["spread"]} - {tuple(s) for s in start_of(out)}
+    assert len({case for case, _ in spread}) == len(spread)  # one slice per case
     start = json.loads((out / "seed0" / "round0" / "revealed.json").read_text())
     for chosen in round1.values():
         assert all(s in chosen for s in start)  # round 1 keeps round 0's slices

@@ -30,6 +30,15 @@ def test_ranks_unscribbled_slices_like_the_page(tiny_dataset, tiny_model, tmp_pa
     ws = Workspace(tiny_dataset, model=tiny_model, device="cpu")
     page = [s.to_json() for s in ws.suggest("slice", 4)]
     assert [(s["case"], s["slice"]) for s in page] == [(s["case"], s["slice"]) for s in ranked]
+    # --spread: the same candidates, one slice per case until each case has given one.
+    code, text = run_cli(
+        capsys, "suggest", tiny_dataset, "--model", tiny_model, "--top", "2", "--spread",
+        "--device", "cpu", "--json", out, "--quiet",
+    )  # fmt: skip
+    assert code == 0, text
+    spread = json.loads(out.read_text())
+    assert spread["spread"] is True
+    assert sorted(s["case"] for s in spread["suggestions"]) == ["case002", "case003"]
     code, text = run_cli(
         capsys, "suggest", tiny_dataset, "--model", tiny_model, "--unit", "case", "--quiet"
     )
@@ -40,6 +49,7 @@ def test_ranks_unscribbled_slices_like_the_page(tiny_dataset, tiny_model, tmp_pa
 def test_refusals_are_one_line(tiny_dataset, tiny_model, tmp_path, capsys):  # noqa: F811
     for argv, message in (
         (["--top", "0"], "--top must be at least 1"),
+        (["--spread", "--unit", "case"], "--spread orders slices"),
         (["--split", "nope"], "unknown split"),
         (["--split", "test", "--unit", "case"], None),  # test cases: no scribbles at all
     ):

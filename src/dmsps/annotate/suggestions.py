@@ -20,7 +20,7 @@ where both are high is one the model cannot settle from the scribbles it has.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +168,42 @@ def rank(
             out.append(Suggestion(case, int(z), 0.5 * (ent + dis), ent, dis))
     out.sort(key=lambda s: (-round(s.score, _DECIMALS), s.case, -1 if s.slice is None else s.slice))
     return out if top is None else out[:top]
+
+
+def spread(
+    ranking: Sequence[Suggestion], depths: Mapping[str, int], top: int, bands: int = 5
+) -> list[Suggestion]:
+    """A slice ranking reordered for variety: the stacks are cut into ``bands`` bands of
+    relative position z / (depth - 1), and the bands take turns, each giving its most
+    uncertain slice of a case not yet picked (once no band can, every case may give
+    another). Ranked one by one, the most uncertain slices crowd one end of the stacks
+    (ACDC's basal slices, docs/results.md section 10); this keeps the uncertainty order
+    within each band and case but spreads the picks. Deterministic like ``rank``."""
+    if top < 1 or bands < 1:
+        raise DmspsError(f"top and bands must be at least 1, got {top} and {bands}")
+    queues: list[list[Suggestion]] = [[] for _ in range(bands)]
+    for s in ranking:
+        if s.slice is None:
+            raise DmspsError("spread orders slices, not cases (unit='slice')")
+        rel = s.slice / max(depths[s.case] - 1, 1)
+        queues[min(int(rel * bands), bands - 1)].append(s)
+    out: list[Suggestion] = []
+    taken: set[str] = set()
+    while len(out) < top and any(queues):
+        picked = False
+        for queue in queues:
+            hit = next((i for i, s in enumerate(queue) if s.case not in taken), None)
+            if hit is None:
+                continue
+            choice = queue.pop(hit)
+            out.append(choice)
+            taken.add(choice.case)
+            picked = True
+            if len(out) == top:
+                break
+        if not picked:
+            taken.clear()
+    return out
 
 
 def score_cases(

@@ -19,7 +19,8 @@ a CT, the short-axis slices of cine-MRI). docs/annotate.md explains the rule.
 
 Measured on ACDC at a small CPU budget (docs/results.md, section 10), revealing slices
 in this order did worse than at random: the top of the list crowds one end of the
-stacks. Take slices from several cases and positions, not only the first few listed.
+stacks. Take slices from several cases and positions, not only the first few listed;
+--spread does that for you (docs/annotate.md).
 
 `dmsps annotate DATA --model ...` shows the same ranking behind its "Next" button.
 
@@ -39,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--top", type=int, default=20, help="how many to list (default 20)")
     parser.add_argument("--unit", choices=("slice", "case"), default="slice")
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="slices: take the ranking in turns from five bands of position in the stack, "
+        "one slice per case until every case has given one (variety; docs/annotate.md)",
+    )
     parser.add_argument("--split", default="train", help="split to rank (default train)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--json", type=Path, default=None, help="also write the ranking here")
@@ -53,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise DmspsError(f"--top must be at least 1, got {args.top}")
+    if args.spread and args.unit != "slice":
+        raise DmspsError("--spread orders slices; leave it out with --unit case")
     ds = Dataset(args.dataset)
     cases = ds.split(args.split)
     if not cases:
@@ -60,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
     predictor = suggestions.load_predictor(args.model, ds, args.device)
     flags = suggestions.scribble_flags(ds, cases)
     scores = suggestions.score_cases(predictor, ds, cases, progress=not args.quiet)
-    ranking = suggestions.rank(scores, flags, args.unit, args.top)
+    if args.spread:
+        depths = {case: sc.entropy.size for case, sc in scores.items()}
+        ranking = suggestions.spread(suggestions.rank(scores, flags, "slice"), depths, args.top)
+    else:
+        ranking = suggestions.rank(scores, flags, args.unit, args.top)
     if args.json is not None:
         write_json(
             args.json,
@@ -69,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 "model": str(predictor.path),
                 "split": args.split,
                 "unit": args.unit,
+                "spread": args.spread,
                 "suggestions": [s.to_json() for s in ranking],
             },
         )
