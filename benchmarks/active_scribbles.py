@@ -104,8 +104,7 @@ def reveal_suggested(
     for case, sc in scores.items():
         flags[case] = np.array([(case, z) not in candidates for z in range(sc.entropy.size)])
     if spread:
-        depths = {case: sc.entropy.size for case, sc in scores.items()}
-        ranking = suggestions.spread(suggestions.rank(scores, flags, "slice"), depths, k)
+        ranking = suggestions.spread(suggestions.rank(scores, flags, "slice"), scores, k)
     else:
         ranking = suggestions.rank(scores, flags, "slice", top=k)
     return sorted((s.case, s.slice) for s in ranking), [s.to_json() for s in ranking]

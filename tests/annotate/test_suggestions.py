@@ -62,18 +62,18 @@ def test_spread_takes_bands_in_turn_one_slice_per_case_then_again():
     scores = {c: sg.CaseScores(falling + off, falling + off) for c, off in (("a", 0.05), ("b", 0))}
     ranking = sg.rank(scores, {}, "slice")
     assert [(s.case, s.slice) for s in ranking[:3]] == [("a", 0), ("b", 0), ("a", 1)]
-    picked = sg.spread(ranking, {"a": 5, "b": 5}, top=4, bands=5)
+    picked = sg.spread(ranking, scores, top=4, bands=5)
     # Pass 1: band 0 gives a's slice 0; band 1 has only a and b's slice 1, a is taken:
     # b's; bands 2-4 hold only taken cases. Pass 2: band 0 gives b's slice 0 ...
     assert [(s.case, s.slice) for s in picked] == [("a", 0), ("b", 1), ("b", 0), ("a", 1)]
-    assert [(s.case, s.slice) for s in sg.spread(ranking, {"a": 5, "b": 5}, 10, 1)] == [
+    assert [(s.case, s.slice) for s in sg.spread(ranking, scores, 10, 1)] == [
         (s.case, s.slice) for s in ranking
     ]  # one band, all cases: the ranking itself
-    assert len(sg.spread(ranking, {"a": 5, "b": 5}, top=50)) == 10  # no more than exist
+    assert len(sg.spread(ranking, scores, top=50)) == 10  # no more than exist
     with pytest.raises(DmspsError, match="at least 1"):
-        sg.spread(ranking, {"a": 5, "b": 5}, top=0)
+        sg.spread(ranking, scores, top=0)
     with pytest.raises(DmspsError, match="not cases"):
-        sg.spread(sg.rank(scores, {}, "case"), {"a": 5, "b": 5}, top=1)
+        sg.spread(sg.rank(scores, {}, "case"), scores, top=1)
 
 
 def test_rank_cases_only_those_without_scribbles():

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from dmsps.errors import DmspsError
 from dmsps.training.losses import (
     authors_soft_ce,
+    background_beyond,
     dice_loss,
     partial_ce,
     sigmoid_rampup,
@@ -189,9 +190,10 @@ def test_full_needs_labels():
 
 @pytest.mark.parametrize("form", ["soft-ce", "authors"])
 @pytest.mark.parametrize("method", ["dmsps", "dmpls"])
-def test_pseudo_label_terms_leave_out_voxels_beyond_the_volume(form, method):
-    """A patch's padding (valid False) is no voxel of any image: its logits must not
-    change the loss, which equals the loss of the real voxels alone."""
+def test_pseudo_label_terms_take_background_beyond_the_volume(form, method):
+    """A patch's padding (valid False) has no image: its pseudo-label is background
+    whatever the decoders say there, so a network calling the padding foreground pays
+    for it, and the loss equals the one with the decoders' mix replaced by background."""
     torch.manual_seed(4)
     main, aux = torch.randn(2, 4, 3, 6), torch.randn(2, 4, 3, 6)
     y = torch.randint(0, 5, (2, 3, 6))
@@ -199,20 +201,35 @@ def test_pseudo_label_terms_leave_out_voxels_beyond_the_volume(form, method):
     valid[:, :, 4:] = False  # the last two columns lie beyond the volume
     y[~valid] = IGN  # as the sampler pads scribbles
 
-    def loss(m, a, batch):
+    def loss(m, a, v):
         built = build_method(method, IGN, pl_loss=form, rampup=0)
-        return built.loss(m, a, batch, 0, torch.Generator().manual_seed(7))[0]
+        return built.loss(m, a, Batch(None, y, None, v), 0, torch.Generator().manual_seed(7))[0]
 
-    masked = loss(main, aux, Batch(None, y, None, valid))
-    noisy_main, noisy_aux = main.clone(), aux.clone()
-    noisy_main[..., 4:], noisy_aux[..., 4:] = 0.0, 0.0
-    noisy_main[:, 0, :, 4:] = 50.0  # the decoders disagree, confidently, on the padding
-    noisy_aux[:, 1, :, 4:] = 50.0
-    assert loss(noisy_main, noisy_aux, Batch(None, y, None, valid)).item() == pytest.approx(
-        masked.item(), rel=1e-6
-    )
-    real = Batch(None, y[..., :4].contiguous(), None, None)
-    alone = loss(main[..., :4].contiguous(), aux[..., :4].contiguous(), real)
-    assert masked.item() == pytest.approx(alone.item(), rel=1e-5)
-    unmasked = loss(noisy_main, noisy_aux, Batch(None, y, None, None))
-    assert unmasked.item() != pytest.approx(masked.item(), rel=1e-3)
+    def padding_says(cls):
+        m, a = main.clone(), aux.clone()
+        m[..., 4:], a[..., 4:] = 0.0, 0.0
+        m[:, cls, :, 4:], a[:, cls, :, 4:] = 20.0, 20.0  # both decoders, confidently
+        return m, a
+
+    # Confident foreground on the padding costs more than confident background ...
+    assert loss(*padding_says(2), valid).item() > loss(*padding_says(0), valid).item() + 0.1
+    # ... while without a mask the decoders' own agreement there is rewarded either way
+    # (per voxel for the soft cross-entropy; the Dice term weighs classes by volume).
+    if method == "dmsps":
+        assert loss(*padding_says(2), None).item() == pytest.approx(
+            loss(*padding_says(0), None).item(), rel=1e-5
+        )
+    # On real voxels nothing changes: with no padding the mask is a no-op.
+    everywhere = torch.ones_like(valid)
+    assert loss(main, aux, everywhere).item() == pytest.approx(loss(main, aux, None).item())
+
+
+def test_background_beyond_sets_only_padding_to_certain_background():
+    q = torch.softmax(torch.randn(2, 3, 4, 5), 1)
+    valid = torch.ones(2, 4, 5, dtype=torch.bool)
+    valid[1, :, :2] = False
+    out = background_beyond(q, valid)
+    assert torch.equal(out[valid.unsqueeze(1).expand_as(q)], q[valid.unsqueeze(1).expand_as(q)])
+    certain_bg = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1).expand(3, 4, 2)
+    assert torch.equal(out[1, :, :, :2], certain_bg)
+    assert background_beyond(q, None) is q

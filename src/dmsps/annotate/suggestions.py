@@ -171,21 +171,22 @@ def rank(
 
 
 def spread(
-    ranking: Sequence[Suggestion], depths: Mapping[str, int], top: int, bands: int = 5
+    ranking: Sequence[Suggestion], scores: Mapping[str, CaseScores], top: int, bands: int = 5
 ) -> list[Suggestion]:
     """A slice ranking reordered for variety: the stacks are cut into ``bands`` bands of
-    relative position z / (depth - 1), and the bands take turns, each giving its most
-    uncertain slice of a case not yet picked (once no band can, every case may give
-    another). Ranked one by one, the most uncertain slices crowd one end of the stacks
-    (ACDC's basal slices, docs/results.md section 10); this keeps the uncertainty order
-    within each band and case but spreads the picks. Deterministic like ``rank``."""
+    relative position z / (depth - 1), the depth read off the case's ``scores``, and the
+    bands take turns, each giving its most uncertain slice of a case not yet picked (once
+    no band can, every case may give another). Ranked one by one, the most uncertain
+    slices crowd one end of the stacks (ACDC's basal slices, docs/results.md section 10);
+    this keeps the uncertainty order within each band and case but spreads the picks.
+    Deterministic like ``rank``."""
     if top < 1 or bands < 1:
         raise DmspsError(f"top and bands must be at least 1, got {top} and {bands}")
     queues: list[list[Suggestion]] = [[] for _ in range(bands)]
     for s in ranking:
         if s.slice is None:
             raise DmspsError("spread orders slices, not cases (unit='slice')")
-        rel = s.slice / max(depths[s.case] - 1, 1)
+        rel = s.slice / max(scores[s.case].entropy.size - 1, 1)
         queues[min(int(rel * bands), bands - 1)].append(s)
     out: list[Suggestion] = []
     taken: set[str] = set()

@@ -21,8 +21,6 @@ of both, one after the other, in one whole file.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import threading
 from collections import OrderedDict
@@ -37,6 +35,7 @@ from dmsps.annotate import suggestions
 from dmsps.data.layout import Dataset
 from dmsps.errors import DataError, DmspsError
 from dmsps.io.atomic import atomic_path
+from dmsps.io.lock import folder_lock
 from dmsps.io.nifti import Geometry, read_geometry
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -489,7 +488,7 @@ class Workspace:
         geom = self.geometry(case)
         target = self.scribble_target(case)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with self._save_lock(case), _folder_lock(target.parent):
+        with self._save_lock(case), folder_lock(target.parent):
             before = self.scribble_version(case)
             current = self._load_scribble(case)
             if current is None:
@@ -559,23 +558,6 @@ class Workspace:
             if on_case is not None:
                 on_case(i + 1, len(cases))
         return suggestions.rank(scores, flags, unit, top)
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path):
-    """An exclusive lock on a folder (``flock`` on its descriptor), so that saves from
-    two processes (two servers on one dataset) do not interleave; no file is made."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: the per-process lock and atomic renames remain
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _is_int(value: object) -> bool:

@@ -70,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     flags = suggestions.scribble_flags(ds, cases)
     scores = suggestions.score_cases(predictor, ds, cases, progress=not args.quiet)
     if args.spread:
-        depths = {case: sc.entropy.size for case, sc in scores.items()}
-        ranking = suggestions.spread(suggestions.rank(scores, flags, "slice"), depths, args.top)
+        ranking = suggestions.spread(suggestions.rank(scores, flags, "slice"), scores, args.top)
     else:
         ranking = suggestions.rank(scores, flags, args.unit, args.top)
     if args.json is not None:

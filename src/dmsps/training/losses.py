@@ -16,42 +16,44 @@ def partial_ce(logits: torch.Tensor, target: torch.Tensor, ignore: int) -> torch
     return loss / n.clamp_min(1)
 
 
-def masked_mean(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """Mean of (B, *spatial) ``x`` over the voxels where ``valid`` (None: all of them)."""
+def background_beyond(q: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Soft target ``q`` (B, C, *spatial) with the voxels beyond the volume (``valid``
+    False) set to certain background.
+
+    Padding has no image, so the network's own mix there anchors nothing: left in the
+    pseudo-label terms it drifts (the authors' form grew the myocardium into it on ACDC
+    as 3D), left out of them the border goes unconstrained (stray sheets along the edge
+    of the narrow abdominal demo volumes). nnU-Net counts padded segmentation as
+    background too.
+    """
     if valid is None:
-        return x.mean()
-    v = valid.to(x.dtype)
-    return (x * v).sum() / v.sum().clamp_min(1)
+        return q
+    bg = torch.zeros_like(q)
+    bg[:, 0] = 1.0
+    return torch.where(valid.unsqueeze(1), q, bg)
 
 
-def soft_ce(
-    log_probs: torch.Tensor, q: torch.Tensor, valid: torch.Tensor | None = None
-) -> torch.Tensor:
-    """H(q, p) = mean over pixels of -sum_c q_c log p_c, with q treated as a constant;
-    only over the ``valid`` pixels where a mask is given."""
-    return masked_mean(-(q * log_probs).sum(dim=1), valid)
+def soft_ce(log_probs: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """H(q, p) = mean over pixels of -sum_c q_c log p_c, with q treated as a constant."""
+    return -(q * log_probs).sum(dim=1).mean()
 
 
-def authors_soft_ce(
-    logits: torch.Tensor, q: torch.Tensor, valid: torch.Tensor | None = None
-) -> torch.Tensor:
+def authors_soft_ce(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """The pseudo-label loss as the authors' code computes it: H(q, softmax(softmax(z))).
 
     Their scripts hand softmax probabilities to a cross-entropy that applies softmax
     again. Probabilities in [0, 1] only spread softmax over a factor e, so the loss never
     falls below -log(e / (e + C - 1)) and its gradient is far smaller than H(q, softmax(z))'s.
     """
-    return soft_ce(F.log_softmax(torch.softmax(logits, 1), 1), q, valid)
+    return soft_ce(F.log_softmax(torch.softmax(logits, 1), 1), q)
 
 
-def paper_soft_ce(
-    logits: torch.Tensor, q: torch.Tensor, valid: torch.Tensor | None = None
-) -> torch.Tensor:
+def paper_soft_ce(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """The paper's pseudo-label loss H(q, softmax(z))."""
-    return soft_ce(F.log_softmax(logits, 1), q, valid)
+    return soft_ce(F.log_softmax(logits, 1), q)
 
 
-#: Pseudo-label loss forms, by setting name: (logits, soft target, valid mask) -> loss.
+#: Pseudo-label loss forms, by setting name: (logits, soft target) -> loss.
 PL_LOSSES = {"soft-ce": paper_soft_ce, "authors": authors_soft_ce}
 
 

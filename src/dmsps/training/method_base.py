@@ -18,7 +18,7 @@ class Batch:
     scribble: torch.Tensor  # (B, *spatial) long, ignore = num_classes
     label: torch.Tensor | None = None  # (B, *spatial) dense labels, only for `full`
     # (B, *spatial) bool: False where a patch reaches beyond its volume (None: all real).
-    # Terms on unannotated voxels (the pseudo-label losses) leave those voxels out.
+    # The pseudo-label terms take background there (losses.background_beyond).
     valid: torch.Tensor | None = None
 
 

@@ -7,7 +7,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dmsps.training.losses import PL_LOSSES, dice_loss, partial_ce, sigmoid_rampup
+from dmsps.training.losses import (
+    PL_LOSSES,
+    background_beyond,
+    dice_loss,
+    partial_ce,
+    sigmoid_rampup,
+)
 from dmsps.training.method_base import Method
 
 
@@ -32,6 +38,7 @@ def _mixed_pseudo_label(main, aux, generator):
 class DMSPS(Method):
     """pCE + lambda(t) * soft cross-entropy to the dynamically mixed soft pseudo-label.
 
+    Voxels beyond the volume (patch padding) take background as their pseudo-label.
     ``pl_loss`` picks the authors' published H(q, softmax(softmax(z))) ("authors", the
     default: it measured better) or the paper's formula H(q, softmax(z)) ("soft-ce").
     """
@@ -45,8 +52,9 @@ class DMSPS(Method):
     def loss(self, main, aux, batch, iteration, generator=None):
         sup = self.supervised(main, aux, batch.scribble)
         q, alpha = _mixed_pseudo_label(main, aux, generator)
+        q = background_beyond(q, batch.valid)
         form = PL_LOSSES[self.cfg.pl_loss]
-        pl = 0.5 * (form(main, q, batch.valid) + form(aux, q, batch.valid))
+        pl = 0.5 * (form(main, q) + form(aux, q))
         w = self.weight(iteration)
         return sup + w * pl, {"sup": sup.detach(), "pl": pl.detach(), "w": w, "alpha": alpha}
 
@@ -60,11 +68,9 @@ class DMPLS(Method):
     def loss(self, main, aux, batch, iteration, generator=None):
         sup = self.supervised(main, aux, batch.scribble)
         q, alpha = _mixed_pseudo_label(main, aux, generator)
-        hard = q.argmax(1)
-        v = batch.valid
+        hard = background_beyond(q, batch.valid).argmax(1)
         pl = 0.5 * (
-            dice_loss(torch.softmax(main, 1), hard, mask=v)
-            + dice_loss(torch.softmax(aux, 1), hard, mask=v)
+            dice_loss(torch.softmax(main, 1), hard) + dice_loss(torch.softmax(aux, 1), hard)
         )
         w = self.cfg.pl_weight
         return sup + w * pl, {"sup": sup.detach(), "pl": pl.detach(), "w": w, "alpha": alpha}
