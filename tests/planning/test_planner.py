@@ -155,3 +155,31 @@ def test_bad_budget_and_dims_are_one_line_errors():
         plan(ACDC, "cpu-1h", dims=4, step_seconds=fixed(1.0))
     with pytest.raises(DmspsError, match="needs a measured step time"):
         plan(ACDC, "cpu-1h", dims=3)
+
+
+def test_a_budget_too_short_for_the_whole_case_patch_plans_a_smaller_one():
+    """Step time in proportion to patch voxels (and a third at half widths): at a quarter
+    hour the whole-case patch would leave a few hundred steps, so the patch limit is sized
+    for MIN_STAGE1_ITERATIONS, the spacing coarsened with it, and the step timed again."""
+    demo_like = _fingerprint([5, 3.5, 3.5], [40, 60, 90], ["CT"], ["ct-window:-150:250"],
+                             [0.9, 0.05, 0.02, 0.03])  # fmt: skip
+    seen = []
+
+    def step(cfg):
+        seen.append(list(cfg.patch_size))
+        voxels = cfg.patch_size[0] * cfg.patch_size[1] * cfg.patch_size[2] * cfg.batch_size
+        return voxels * 2e-5 * (1.0 if cfg.features[0] == 16 else 1 / 3)
+
+    short = plan(demo_like, "cpu-15m", step_seconds=step)
+    long = plan(demo_like, "cpu-1h", step_seconds=fixed(0.1))
+    whole, small = seen[0], short.stage1.patch_size
+    assert len(seen) == 3 and seen[2] == small  # timed: full, half widths, smaller patch
+    levels = len(short.stage1.kernel_sizes)  # a small patch may have fewer levels
+    assert short.stage1.features == [8, 16, 32, 64, 128][:levels]
+    assert small[0] * small[1] * small[2] < whole[0] * whole[1] * whole[2] / 3
+    assert all(a >= b for a, b in zip(short.stage1.target_spacing, [5, 3.5, 3.5], strict=True))
+    assert short.stage1.target_spacing != [5, 3.5, 3.5]  # coarsened with the patch
+    assert short.stage1.iterations >= 0.8 * MIN_STAGE1_ITERATIONS
+    short.check()
+    # With time to spare the whole-case patch stays.
+    assert long.stage1.patch_size == whole

@@ -46,6 +46,12 @@ VALIDATION_SHARE = 0.1
 #: trains a network of half the widths instead (about 3x faster a step on a CPU): a
 #: few hundred steps leave a scribble-supervised network far from converged.
 MIN_STAGE1_ITERATIONS = 2000
+#: A 3D budget that affords fewer stage-1 iterations than this even at half widths
+#: plans a smaller patch (and coarser spacing) sized for ``MIN_STAGE1_ITERATIONS``: a
+#: quarter-hour CPU budget left the whole-case patch of the abdominal demo 50 steps.
+FEW_STAGE1_ITERATIONS = 1000
+#: The smallest 3D patch (voxels per sample) that rule plans.
+MIN_PATCH_VOXELS = 16 * 32 * 32
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,17 @@ def plan(
     step = _step(step_seconds, s1)
     if usable * STAGE1_SHARE / step < MIN_STAGE1_ITERATIONS:
         s1 = replace(s1, features=[f // 2 for f in s1.features])
+        step = _step(step_seconds, s1)
+    affords = usable * STAGE1_SHARE / step
+    if d == 3 and affords < FEW_STAGE1_ITERATIONS and b.patch_voxels > MIN_PATCH_VOXELS:
+        # A step's time grows about in proportion to the patch's voxels: size the patch
+        # limit for MIN_STAGE1_ITERATIONS and plan spacing and patch again with it.
+        voxels = math.prod(s1.patch_size) * affords / MIN_STAGE1_ITERATIONS
+        small = replace(b, patch_voxels=max(MIN_PATCH_VOXELS, int(voxels)))
+        scale = s1.features[0] / FEATURES[0]  # the widths chosen above
+        again = _network_3d(fp, small)
+        widths = [int(f * scale) for f in again.features]
+        s1 = replace(again, normalization=s1.normalization, features=widths)
         step = _step(step_seconds, s1)
     n1 = max(50, int(usable * STAGE1_SHARE / step) // 50 * 50)
     n2 = max(50, int(usable * (1 - STAGE1_SHARE) / step) // 50 * 50)
