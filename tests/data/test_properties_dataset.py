@@ -439,7 +439,7 @@ def test_import_with_a_label_map_keeps_any_unannotated_value(data, shape, unanno
             paths[1],
             paths[2],
             meta,
-            ScribbleOptions(unannotated),
+            ScribbleOptions(unannotated=unannotated),
             False,
             label_map={10: 1, 20: 2, 30: 3},
         )

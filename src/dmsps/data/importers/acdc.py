@@ -104,13 +104,13 @@ def import_acdc(
         roles = random_split(groups, val_fraction, test_fraction, seed)
 
     opts = ScribbleOptions(
-        scribble_unannotated,
-        value_map,
-        simulate_scribbles,
-        scribble_density,
-        slice_step,
-        seed,
-        background_strokes,
+        unannotated=scribble_unannotated,
+        value_map=value_map,
+        simulate=simulate_scribbles,
+        density=scribble_density,
+        slice_step=slice_step,
+        seed=seed,
+        background_regions=background_strokes,
     )
     simulate = opts.simulator() is not None
     for case, path in frames.items():

@@ -160,15 +160,15 @@ def import_nifti(
     value_map = scribble_map or {}
     check_unannotated(unannotated, C, value_map)
     opts = ScribbleOptions(
-        unannotated,
-        value_map,
-        simulate_scribbles,
-        scribble_density,
-        slice_step,
-        seed,
-        background_strokes,
-        scribble_style,
-        authors_erosion,
+        unannotated=unannotated,
+        value_map=value_map,
+        simulate=simulate_scribbles,
+        density=scribble_density,
+        slice_step=slice_step,
+        seed=seed,
+        background_regions=background_strokes,
+        style=scribble_style,
+        erosion=authors_erosion,
     )
     simulate = opts.simulator() is not None
 

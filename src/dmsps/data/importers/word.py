@@ -209,15 +209,15 @@ def import_word(
                 "simulated from the labels"
             )
     opts = ScribbleOptions(
-        scribble_unannotated,
-        {},
-        True,
-        scribble_density,
-        slice_step,
-        seed,
-        background_strokes,
-        scribble_style,
-        authors_erosion,
+        unannotated=scribble_unannotated,
+        value_map={},
+        simulate=True,
+        density=scribble_density,
+        slice_step=slice_step,
+        seed=seed,
+        background_regions=background_strokes,
+        style=scribble_style,
+        erosion=authors_erosion,
     )
     opts.simulator()  # checks density and slice step before anything is written
     if air_band is not None and air_band < 0:
