@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -30,6 +31,19 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     out = captured.out + captured.err
     assert "Traceback" not in out
     return code, out
+
+
+#: A plain progress line (dmsps.progress, not a terminal): "desc: 3/5 (60%) [00:03, ...]".
+_PROGRESS_LINE = re.compile(r"^.*: \d+(/\d+ \(\d+%\))? \[.*\]$")
+
+
+def error_line(text: str) -> str:
+    """The one line an expected error prints, after any progress lines (work that takes
+    over two seconds, as on a busy machine, reports progress before it fails)."""
+    lines = [ln.split("\r")[-1].strip() for ln in text.splitlines()]
+    rest = [ln for ln in lines if ln and not _PROGRESS_LINE.match(ln)]
+    assert len(rest) == 1, text
+    return rest[0]
 
 
 def random_case(seed: int, shape=SHAPE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

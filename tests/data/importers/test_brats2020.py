@@ -17,7 +17,7 @@ from tests.data.importers.sources import (
     brats_case,
     write_brats_source,
 )
-from tests.support import AFFINE, nib_save, run_cli
+from tests.support import AFFINE, error_line, nib_save, run_cli
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 
@@ -28,12 +28,6 @@ def brats_src(tmp_path: Path) -> Path:
     src = tmp_path / "download" / "MICCAI_BraTS2020_TrainingData"
     write_brats_source(src)
     return src
-
-
-def _error_line(text: str) -> str:
-    """The one line an error prints (after the progress bar it may clear)."""
-    assert text.count("\n") == 1, text
-    return text.split("\r")[-1].strip()
 
 
 def test_brats_import(brats_src: Path, tmp_path: Path, capsys) -> None:
@@ -164,7 +158,7 @@ def test_brats_errors(brats_src: Path, tmp_path: Path, capsys) -> None:
     nib_save(seg_path, np.where(seg == 1, 3, seg).astype(np.uint8))
     code, text = run_cli(capsys, *args)
     assert code == 2
-    assert _error_line(text).endswith(
+    assert error_line(text).endswith(
         f"{seg_path}: label values 3 are not BraTS labels (0, 1, 2, 4); fix the file, or "
         "check that it belongs to this dataset"
     )
@@ -175,18 +169,18 @@ def test_brats_errors(brats_src: Path, tmp_path: Path, capsys) -> None:
     nib_save(flair, np.ones((8, 24, 23), np.float32))
     code, text = run_cli(capsys, *args)
     assert code == 2
-    line = _error_line(text)
+    line = error_line(text)
     assert f"{flair}: channel shape (8, 24, 23) differs from channel 0's (8, 24, 24)" in line
     # a missing sequence, a missing seg: found before anything is written
     flair.unlink()
     code, text = run_cli(capsys, *args)
-    assert code == 2 and _error_line(text).endswith(
+    assert code == 2 and error_line(text).endswith(
         f"{flair}: missing flair image of '{BRATS_CASES[1]}'"
     )
     seg_path.unlink()
     nib_save(flair, np.ones(BRATS_SHAPE, np.float32))
     code, text = run_cli(capsys, *args)
-    assert code == 2 and _error_line(text).endswith(
+    assert code == 2 and error_line(text).endswith(
         f"{seg_path}: missing segmentation of '{BRATS_CASES[1]}'"
     )
     # the last case's files are .nii: the expected name has the folder's ending
@@ -206,7 +200,7 @@ def test_brats_validation_release_has_no_segmentations(tmp_path: Path, capsys) -
     for name, image in images.items():
         nib_save(src / case / f"{case}_{name}.nii.gz", image)
     code, text = run_cli(capsys, "import", "brats2020", src, tmp_path / "out")
-    line = _error_line(text)
+    line = error_line(text)
     assert code == 2 and f"{src / case / case}_seg.nii.gz: missing segmentation" in line
     assert "import the training data" in line and "dmsps predict" in line
 

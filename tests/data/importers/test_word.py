@@ -18,7 +18,7 @@ from tests.data.importers.sources import (
     word_scribble,
     write_word_source,
 )
-from tests.support import AFFINE, nib_save, run_cli
+from tests.support import AFFINE, error_line, nib_save, run_cli
 
 PAPER_CLASSES = [
     "background",
@@ -49,12 +49,6 @@ def _voxel(affine: np.ndarray, world: np.ndarray) -> tuple[int, int, int]:
     x, y, z = (np.linalg.inv(affine) @ [*world, 1.0])[:3]
     np.testing.assert_allclose([x, y, z], np.round([x, y, z]), atol=1e-4)
     return round(z), round(y), round(x)
-
-
-def _error_line(text: str) -> str:
-    """The one line an error prints (after the progress bar it may clear)."""
-    assert text.count("\n") == 1, text
-    return text.split("\r")[-1].strip()
 
 
 def _pancreas_voxel(index: int) -> tuple[int, int, int]:
@@ -194,7 +188,7 @@ def test_word_release_scribbles(word_src: Path, tmp_path: Path, capsys) -> None:
     code, text = run_cli(
         capsys, "import", "word", word_src, tmp_path / "o2", "--scribble-unannotated", "255"
     )
-    assert code == 2 and "scribble values 250 are neither WORD labels" in _error_line(text)
+    assert code == 2 and "scribble values 250 are neither WORD labels" in error_line(text)
     # --no-release-scribbles simulates instead.
     code, text = run_cli(
         capsys, "import", "word", word_src, tmp_path / "o3", "--no-release-scribbles"
@@ -233,7 +227,7 @@ def test_word_unannotated_value_that_cannot_be_told(
     path = word_src / "scribblesTr" / "word_0001.nii.gz"
     nib_save(path, scribble)
     code, text = run_cli(capsys, "import", "word", word_src, tmp_path / "out")
-    line = _error_line(text)
+    line = error_line(text)
     assert code == 2 and f"{path}: {problem}" in line, line
     assert "--scribble-unannotated V" in line
 
@@ -258,13 +252,13 @@ def test_word_authors_style(word_src: Path, tmp_path: Path, capsys) -> None:
         capsys, "import", "word", word_src, tmp_path / "o2", "--scribble-style", "authors",
         "--scribble-density", "0.5",
     )  # fmt: skip
-    assert code == 2 and "authors' style draws whole strokes" in _error_line(text)
+    assert code == 2 and "authors' style draws whole strokes" in error_line(text)
 
 
 def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     code, text = run_cli(capsys, "import", "word", word_src, out, "--organs", "liver,lung")
-    line = _error_line(text)
+    line = error_line(text)
     assert code == 2 and "unknown WORD organ 'lung'" in line and "head_of_femur_right" in line
     with pytest.raises(SystemExit) as bad:  # an argparse usage error
         main(["import", "word", str(word_src), str(out), "--air-band", "-1"])
@@ -278,7 +272,7 @@ def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
         capsys, "import", "word", word_src, out, "--scribbles", scribbles,
         "--scribble-unannotated", "255",
     )  # fmt: skip
-    assert code == 2 and f"{bad}: scribble values 17 are neither WORD labels" in _error_line(text)
+    assert code == 2 and f"{bad}: scribble values 17 are neither WORD labels" in error_line(text)
     assert not out.exists()  # the partial output is removed
     code, text = run_cli(
         capsys, "import", "word", word_src, out, "--scribbles", scribbles,
@@ -293,7 +287,7 @@ def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
     nib_save(label_path, stray)
     code, text = run_cli(capsys, "import", "word", word_src, out)
     assert code == 2
-    assert _error_line(text).endswith(
+    assert error_line(text).endswith(
         f"{label_path}: label values 77 are not WORD labels (0..16); fix the file, or "
         "check that it belongs to this dataset"
     )
@@ -303,7 +297,7 @@ def test_word_errors(word_src: Path, tmp_path: Path, capsys) -> None:
     gone.unlink()
     code, text = run_cli(capsys, "import", "word", word_src, out)
     assert code == 2
-    assert _error_line(text).endswith(f"error: {gone}: missing label of case 'word_0003'")
+    assert error_line(text).endswith(f"error: {gone}: missing label of case 'word_0003'")
 
 
 def test_air_around_the_body_is_background():
