@@ -10,6 +10,7 @@ spaces and non-ASCII characters) are run to success. A row of docs/errors.md per
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 
+from dmsps.presets import preset
 from tests.conftest import make_tiny_dataset
 from tests.support import AFFINE, nib_save, random_case, run_cli
 
@@ -433,6 +435,19 @@ def test_unknown_preset(tiny_dataset, tmp_path, capsys):
         *("train", tiny_dataset, "--out", tmp_path / "run", "--preset", "acdc-fast"),
         names="'acdc-fast'",
         fix=["unknown preset", "choose from demo,"],
+    )
+
+
+def test_a_folder_planned_for_another_preset(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    plan = dataclasses.replace(preset("acdc-3d"), preset="word-cpu")
+    (out / "plan.json").write_text(json.dumps(dataclasses.asdict(plan)))
+    fails(
+        capsys,
+        *("run", tiny_dataset, "--out", out, "--preset", "brats-cpu"),
+        names="plan.json",
+        fix=["holds a plan for 'word-cpu', not 'brats-cpu'", "new --out folder"],
     )
 
 

@@ -18,9 +18,13 @@ from dmsps.errors import DmspsError
 
 @dataclass(frozen=True)
 class Preset:
+    """A named setting: fixed values (``build``), or a plan made from the dataset at the
+    time of the run (``planned``: the budget and dims `dmsps plan` is given)."""
+
     name: str
     help: str  # one line for --help texts
-    build: Callable[[], RunConfig]
+    build: Callable[[], RunConfig] | None = None
+    planned: tuple[str, int] | None = None
 
 
 def _demo() -> RunConfig:
@@ -113,32 +117,6 @@ def _paper_3d(name: str, threshold: float) -> RunConfig:
     return RunConfig(
         preset=name, stage1=s1, expand=ExpandConfig(threshold=threshold, target="dense"), stage2=s2
     )
-
-
-def _cpu_3d(
-    name: str, threshold: float, spacing: list[float], augment: bool, pl_loss: str = "authors"
-) -> RunConfig:
-    """A 2-core CPU budget for the same task (about an hour; see docs/3d.md): cases
-    resampled to ``spacing`` mm, 48 x 64 x 64 patches (half of them centred on a
-    scribble), 1 500 + 500 iterations, validation every 500, and the ``ignore`` stage-2
-    target (uncertain voxels unlabelled, scribbles kept). Augmentation flips and turns
-    the plane, so it is off where left and right differ (abdominal organs)."""
-    s1 = TrainConfig(
-        **AUTHORS_3D,
-        patch_size=[48, 64, 64],
-        target_spacing=spacing,
-        batch_size=2,
-        iterations=1500,
-        lr=0.01,
-        val_interval=500,
-        patience=10000,
-        rampup=0,
-        inference_overlap=0.25,
-        augment=augment,
-        pl_loss=pl_loss,
-    )
-    s2 = dataclasses.replace(s1, iterations=500, lr=0.003)
-    return RunConfig(preset=name, stage1=s1, expand=ExpandConfig(threshold=threshold), stage2=s2)
 
 
 def _acdc_3d() -> RunConfig:
@@ -237,10 +215,10 @@ def _demo_brain() -> RunConfig:
     """Four MRI sequences at 3 mm cost 2.5x the abdomen's step: fewer iterations (600 +
     200 left stage 2 at 0.787; 800 + 266 reached 0.801 in 13.6 min). The paper's
     pseudo-label loss form: the authors' over-grew the edema here (stage 2 0.590 at
-    weight 8 and 0.568 at weight 2, against 0.807; docs/3d.md); brats-cpu follows the
-    demo, untested on real BraTS. Predictions keep each class's largest component: on
-    other synthetic data (`--seed 1` / `2`) stray blobs cost 0.009 / 0.031 (0.881 ->
-    0.891, 0.772 -> 0.803), on the default data nothing (0.807)."""
+    weight 8 and 0.568 at weight 2, against 0.807; docs/3d.md). Predictions keep each
+    class's largest component: on other synthetic data (`--seed 1` / `2`) stray blobs
+    cost 0.009 / 0.031 (0.881 -> 0.891, 0.772 -> 0.803), on the default data nothing
+    (0.807)."""
     return dataclasses.replace(
         _demo_3d("demo-brain", [32, 48, 48], [], True, 800, pl_loss="soft-ce"),
         largest_component=True,
@@ -281,16 +259,18 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "word-cpu",
-            "WORD CT on a 2-core CPU in about an hour (4 mm voxels, 48 x 64 x 64)",
-            lambda: _cpu_3d("word-cpu", 0.3, [4.0, 4.0, 4.0], augment=False),
+            "WORD CT, planned from the dataset for about an hour of training on this CPU "
+            "(as --preset auto --dims 3)",
+            planned=("cpu-1h", 3),
         ),
         Preset(
             "brats", "BraTS 2020, the paper's 3D setting (GPU)", lambda: _paper_3d("brats", 0.4)
         ),
         Preset(
             "brats-cpu",
-            "BraTS 2020 on a 2-core CPU in about an hour (2 mm voxels, 48 x 64 x 64)",
-            lambda: _cpu_3d("brats-cpu", 0.4, [2.0, 2.0, 2.0], augment=True, pl_loss="soft-ce"),
+            "BraTS 2020, planned from the dataset for about an hour of training on this CPU "
+            "(as --preset auto --dims 3)",
+            planned=("cpu-1h", 3),
         ),
     )
 }
@@ -302,7 +282,7 @@ FILE_HELP = "or a settings file (a run's config.json reruns that run; `dmsps pla
 def preset_help() -> str:
     """One line per preset, generated from PRESETS, for --help texts."""
     names = "; ".join(f"{p.name}: {p.help}" for p in PRESETS.values())
-    return f"{names}; {FILE_HELP}"
+    return f"{names}; {FILE_HELP}; or auto: plan the settings for this dataset first"
 
 
 def is_settings_file(value: str | Path) -> bool:
@@ -310,8 +290,23 @@ def is_settings_file(value: str | Path) -> bool:
     return value.endswith(".json") or Path(value).is_file()
 
 
-def preset(value: str | Path) -> RunConfig:
-    """The settings a ``--preset`` value names: a preset, or a saved RunConfig file."""
+@dataclass(frozen=True)
+class PlanContext:
+    """What a planned preset (or ``auto``) is planned from, and where the plan is kept:
+    ``out/plan.json`` (with ``out/fingerprint.json``), reused when the run resumes
+    rather than timing a step again, which could change the iterations."""
+
+    dataset: Path
+    out: Path
+    device: str = "auto"
+    progress: bool = True
+    budget: str = "cpu-1h"  # for auto; a planned preset names its own
+    dims: int | None = None
+
+
+def preset(value: str | Path, plan_for: PlanContext | None = None) -> RunConfig:
+    """The settings a ``--preset`` value names: a preset, a saved RunConfig file, or a plan
+    for ``plan_for``'s dataset (``auto`` and the planned presets)."""
     if is_settings_file(value):
         cfg = read_settings(value)
         if not isinstance(cfg, RunConfig):
@@ -320,14 +315,53 @@ def preset(value: str | Path) -> RunConfig:
                 "with `dmsps train --preset`)"
             )
         return cfg
-    if value not in PRESETS:
+    if value != "auto" and value not in PRESETS:
         raise DmspsError(
             f"unknown preset '{value}' (choose from {', '.join(PRESETS)}, or give a settings file)"
         )
-    return PRESETS[value].build()
+    named = PRESETS.get(str(value))
+    if named is not None and named.build is not None:
+        return named.build()
+    if plan_for is None:
+        raise DmspsError(
+            f"preset '{value}' is planned from the dataset when a run starts: use it with "
+            f"`dmsps run DATA --preset {value}` (or train, compare), or plan it first with "
+            "`dmsps plan DATA` and give the file"
+        )
+    if named is None:  # auto
+        return _planned(None, plan_for.budget, plan_for.dims, plan_for)
+    budget, dims = named.planned
+    return _planned(named.name, budget, dims, plan_for)
 
 
-def stage_settings(value: str | Path, stage: int) -> TrainConfig:
+def _planned(name: str | None, budget: str, dims: int | None, ctx: PlanContext) -> RunConfig:
+    from dmsps.io.atomic import write_json
+
+    saved = ctx.out / "plan.json"
+    if saved.is_file():  # a resumed run keeps the plan it started with
+        cfg = read_settings(saved)
+        if name is not None and getattr(cfg, "preset", None) != name:
+            raise DmspsError(
+                f"{saved}: this folder holds a plan for '{getattr(cfg, 'preset', '?')}', not "
+                f"'{name}'; use a new --out folder"
+            )
+        return cfg
+    from dmsps.planning.workflow import describe, plan_dataset
+
+    cfg, fingerprint = plan_dataset(ctx.dataset, budget, dims, ctx.device, ctx.progress)
+    if name is not None:
+        fingerprint.notes.append(f"preset {name}: planned as {cfg.preset}")
+        cfg.preset = name
+    if ctx.progress:
+        print(describe(cfg, fingerprint))
+    write_json(ctx.out / "fingerprint.json", fingerprint.to_dict())
+    write_json(saved, cfg.to_dict())
+    return cfg
+
+
+def stage_settings(
+    value: str | Path, stage: int, plan_for: PlanContext | None = None
+) -> TrainConfig:
     """One stage's settings from a ``--preset`` value: a preset or run config (its
     stage ``stage``), or a stage folder's own config.json."""
     if is_settings_file(value):
@@ -335,5 +369,5 @@ def stage_settings(value: str | Path, stage: int) -> TrainConfig:
         if isinstance(cfg, TrainConfig):
             return cfg
         return cfg.stage1 if stage == 1 else cfg.stage2
-    run = preset(value)
+    run = preset(value, plan_for)
     return run.stage1 if stage == 1 else run.stage2

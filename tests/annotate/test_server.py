@@ -142,6 +142,9 @@ def test_cases_slices_and_a_save(tiny_dataset, serve):
         ("/api/train", {"preset": "demo", "settings": "stage1.bogus=3"}, 422, "bogus"),
         ("/api/train", {"preset": "demo", "settings": "rm -rf /"}, 422, "section.field=value"),
         ("/api/train", {"preset": ""}, 422, "choose a preset"),
+        # Planned presets: their settings are checked before the plan exists.
+        ("/api/train", {"preset": "word-cpu", "settings": "stage1.bogus=3"}, 422, "bogus"),
+        ("/api/train", {"preset": "auto", "settings": "stage1.lr=x"}, 422, "lr"),
     ],
 )
 def test_bad_requests_are_refused_and_write_nothing(

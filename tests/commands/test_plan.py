@@ -42,3 +42,40 @@ def test_run_with_preset_auto_plans_once_per_run_folder(tiny_dataset_3d, tmp_pat
     (run / "plan.json").write_text(json.dumps({**plan, "preset": "plan:kept"}))
     code, text = run_cli(capsys, *args, "--quiet")
     assert code != 0 and "different settings" in text and "plan:kept" in text
+
+
+def test_a_planned_preset_plans_once_under_its_own_name(tiny_dataset_3d, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["run", tiny_dataset_3d, "--out", run, "--preset", "word-cpu", *FAST]
+    code, text = run_cli(capsys, *args, "--set", "stage1.stop_at=1", "--quiet")
+    assert code == 0, text
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["preset"] == "word-cpu" and plan["stage1"]["spatial_dims"] == 3
+    assert plan["stage1"]["kernel_sizes"] and plan["stage1"]["target_spacing"]
+    fp = json.loads((run / "fingerprint.json").read_text())
+    assert "preset word-cpu: planned as plan:cpu-1h:3d" in fp["notes"]
+    # A folder planned for one preset is not resumed under another.
+    code, text = run_cli(capsys, "run", tiny_dataset_3d, "--out", run, "--preset", "brats-cpu")
+    assert code != 0 and "holds a plan for 'word-cpu', not 'brats-cpu'" in text
+
+
+def test_train_plans_a_planned_preset_in_its_folder(tiny_dataset_3d, tmp_path, capsys):
+    out = tmp_path / "s1"
+    code, text = run_cli(
+        capsys,
+        "train",
+        tiny_dataset_3d,
+        "--out",
+        out,
+        "--preset",
+        "brats-cpu",
+        "--iterations",
+        "2",
+        "--val-interval",
+        "2",
+        "--quiet",
+    )
+    assert code == 0, text
+    saved = json.loads((out / "config.json").read_text())
+    plan = json.loads((out / "plan.json").read_text())
+    assert saved["kernel_sizes"] == plan["stage1"]["kernel_sizes"] and saved["iterations"] == 2

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         run_comparison,
         table_markdown,
     )
-    from dmsps.presets import preset
+    from dmsps.presets import PlanContext, preset
 
     methods = parse_methods(args.methods)
     check_overrides(args.overrides)
@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         overrides += [f"stage1.device={args.device}", f"stage2.device={args.device}"]
     if args.split is not None:
         overrides.append(f"eval_split={args.split}")
-    cfg = apply_overrides(preset(args.preset), overrides)
+    ctx = PlanContext(args.dataset, args.out, args.device or "auto", not args.quiet)
+    cfg = apply_overrides(preset(args.preset, ctx), overrides)
     result = run_comparison(
         args.dataset,
         args.out,

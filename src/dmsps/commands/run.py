@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset",
         default="acdc",
         metavar="NAME|FILE",
-        help=f"settings to start from; {preset_help()}; or auto: plan them for this "
-        "dataset first (`dmsps plan`; --budget, --dims), saved as OUT/plan.json",
+        help=f"settings to start from; {preset_help()} (`dmsps plan`; --budget, --dims); "
+        "a plan is saved as OUT/plan.json and kept when the run resumes",
     )
     add_set_argument(
         parser,
@@ -48,25 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    """The --preset value's settings; ``auto`` plans them, once per run folder."""
-    from dmsps.config import read_settings
-    from dmsps.io.atomic import write_json
-    from dmsps.presets import preset
-
-    if args.preset != "auto":
-        return preset(args.preset)
-    saved = args.out / "plan.json"
-    if saved.is_file():  # a resumed run keeps the plan it started with
-        return read_settings(saved)
-    from dmsps.planning.workflow import describe, plan_dataset
+    """The --preset value's settings; ``auto`` and the planned presets plan them, once
+    per run folder."""
+    from dmsps.presets import PlanContext, preset
 
     device = args.device or "auto"
-    cfg, fingerprint = plan_dataset(args.dataset, args.budget, args.dims, device, not args.quiet)
-    if not args.quiet:
-        print(describe(cfg, fingerprint))
-    write_json(args.out / "fingerprint.json", fingerprint.to_dict())
-    write_json(saved, cfg.to_dict())
-    return cfg
+    ctx = PlanContext(args.dataset, args.out, device, not args.quiet, args.budget, args.dims)
+    return preset(args.preset, ctx)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from dmsps.config import add_train_arguments, apply_overrides, train_overrides
-from dmsps.presets import preset_help, stage_settings
+from dmsps.presets import PlanContext, preset_help, stage_settings
 
 NAME = "train"
 HELP = "train one stage (stage 1 on scribbles, or stage 2 on expanded seeds)"
@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from dmsps.data.layout import Dataset
     from dmsps.training.trainer import Trainer
 
-    cfg = apply_overrides(stage_settings(args.preset, args.stage), train_overrides(args))
+    # auto and the planned presets plan at the default budget, kept as OUT/plan.json
+    ctx = PlanContext(args.dataset, args.out, args.cfg_device or "auto", not args.quiet)
+    cfg = apply_overrides(stage_settings(args.preset, args.stage, ctx), train_overrides(args))
     trainer = Trainer(Dataset(args.dataset), cfg, args.out, progress=not args.quiet)
     summary = trainer.fit(resume=args.resume)
     print(
