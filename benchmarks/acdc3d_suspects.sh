@@ -4,7 +4,7 @@
 # checkpoint (window blending and overlap, the validation against dmsps evaluate).
 # docs/results.md section 12 has the figures. Usage:
 #   DATA=data/acdc OUT=bench-out/acdc3d-suspects bash benchmarks/acdc3d_suspects.sh [NAMES]
-# NAMES (default all): A B C D E F checks. A run whose final.json exists is skipped.
+# NAMES (default all): A B C D E F H checks. A run whose final.json exists is skipped.
 set -euo pipefail
 DATA=${DATA:?set DATA to the ACDC dataset (dmsps import acdc-h5)}
 OUT=${OUT:-bench-out/acdc3d-suspects}
@@ -34,7 +34,7 @@ checks() {  # inference only, on D's best checkpoint
     done
 }
 
-for name in ${@:-A B C D E F checks}; do
+for name in ${@:-A B C D E F H checks}; do
     case $name in
         A) train A ;;                                   # acdc-3d's network: 3x3x3, instance norm, 8 x 96 x 96
         B) train B "${ANISO[@]}" ;;                      # + per-level kernels / pooling (1x3x3 on thick slices)
@@ -42,6 +42,7 @@ for name in ${@:-A B C D E F checks}; do
         D) train D "${PLANNED[@]}" ;;                    # + the planned patch 10 x 128 x 112
         E) train E "${PLANNED[@]}" --optimizer sgd --lr 0.01 --weight-decay 1e-4 ;;  # SGD (poly) instead of Adam
         F) train F "${PLANNED[@]}" --centring class ;;   # centre on a scribbled class first
+        H) train H "${ANISO[@]}" "${BN[@]}" --patch-size 4,128,112 --batch-size 6 ;;  # more hearts a step: 6 x 4 slices
         checks) checks ;;
         *) echo "unknown step $name" >&2; exit 2 ;;
     esac
