@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from dmsps.annotate.jobs import EventBus, JobManager, fingerprint, parse_settings
+from dmsps.annotate.jobs import (
+    EventBus,
+    JobManager,
+    fingerprint,
+    interruptible_jobs,
+    parse_settings,
+)
 from dmsps.annotate.workspace import RequestError
 from dmsps.errors import DmspsError
 
@@ -99,7 +106,7 @@ def test_a_job_streams_its_output_and_loads_the_model(tmp_path):
     assert any(data.get("progress") for kind, data in got if kind == "log")
 
 
-def test_cancel_stops_the_job(tmp_path):
+def _start_and_cancel(tmp_path):
     jobs = StubJobs(tmp_path / "data", tmp_path / "runs", EventBus(), list, None)
     jobs.script = (
         "import sys, time\n"
@@ -116,6 +123,28 @@ def test_cancel_stops_the_job(tmp_path):
     wait(lambda: jobs.status()["state"] == "cancelled")
     assert jobs.status()["returncode"] == 130
     assert "interrupted" in jobs.status()["lines"][-1]
+
+
+def test_cancel_stops_the_job(tmp_path):
+    # As under a shell with job control (a test runner started with `&` in a script
+    # would pass SIGINT ignored on; the next test is that case).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _start_and_cancel(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_server_started_with_ctrl_c_ignored_can_still_cancel_its_jobs(tmp_path):
+    # `nohup dmsps annotate ... &` in a script starts the server with SIGINT ignored,
+    # which its children would inherit: the cancel would wait for SIGTERM instead.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        interruptible_jobs()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        _start_and_cancel(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_failed_job_says_why(tmp_path):

@@ -82,6 +82,17 @@ def parse_settings(text: str | list | None) -> list[str]:
     return out
 
 
+def interruptible_jobs() -> None:
+    """Let the server and the jobs it starts be stopped with Ctrl-C. A server started
+    with SIGINT ignored (``nohup dmsps annotate ... &`` in a script) would ignore its own
+    Ctrl-C and pass the ignore on to its children, and a cancel would then wait for
+    SIGTERM, which kills the run where it is instead of letting it stop resumably.
+    Python's own handler is not inherited across exec, so the children start with the
+    default again. Main thread only."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def preset_names() -> dict[str, str]:
     """Preset name -> its one-line help, as `dmsps run --preset` knows them."""
     from dmsps.presets import PRESETS

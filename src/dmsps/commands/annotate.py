@@ -67,11 +67,13 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import sys
 
+    from dmsps.annotate.jobs import interruptible_jobs
     from dmsps.annotate.server import App, make_server, url_of
     from dmsps.annotate.workspace import Workspace
     from dmsps.errors import DmspsError
     from dmsps.io.paths import is_within
 
+    interruptible_jobs()  # Ctrl-C stops the server and its job even when started with `&`
     if args.cache_mb < 1:
         raise DmspsError(f"--cache-mb must be at least 1, got {args.cache_mb}")
     if not 0 <= args.port <= 65535:
