@@ -275,6 +275,9 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
+#: What ``--preset auto`` does, for --help texts and the annotation page.
+AUTO_HELP = "plan the settings for this dataset when the run starts (dmsps plan)"
+
 #: What --help says a --preset value may be, besides the names.
 FILE_HELP = "or a settings file (a run's config.json reruns that run; `dmsps plan` writes one)"
 
@@ -282,7 +285,14 @@ FILE_HELP = "or a settings file (a run's config.json reruns that run; `dmsps pla
 def preset_help() -> str:
     """One line per preset, generated from PRESETS, for --help texts."""
     names = "; ".join(f"{p.name}: {p.help}" for p in PRESETS.values())
-    return f"{names}; {FILE_HELP}; or auto: plan the settings for this dataset first"
+    return f"{names}; {FILE_HELP}; or auto: {AUTO_HELP}"
+
+
+def is_planned(value: str | Path) -> bool:
+    """Whether a ``--preset`` value is planned from the dataset: ``auto`` and the
+    planned presets."""
+    named = PRESETS.get(str(value))
+    return value == "auto" or (named is not None and named.planned is not None)
 
 
 def is_settings_file(value: str | Path) -> bool:

@@ -95,22 +95,20 @@ def interruptible_jobs() -> None:
 
 def preset_names() -> dict[str, str]:
     """Preset name -> its one-line help, as `dmsps run --preset` knows them."""
-    from dmsps.presets import PRESETS
+    from dmsps.presets import AUTO_HELP, PRESETS
 
-    names = {name: p.help for name, p in PRESETS.items()}
-    names["auto"] = "planned for this dataset when the run starts (dmsps plan)"
-    return names
+    return {**{name: p.help for name, p in PRESETS.items()}, "auto": AUTO_HELP}
 
 
 def check_run_settings(preset: str, settings: list[str]) -> None:
     """Refuse an unknown preset or setting before anything starts."""
     from dmsps.config import RunConfig, apply_overrides
-    from dmsps.presets import PRESETS
+    from dmsps.presets import is_planned
     from dmsps.presets import preset as load_preset
 
     if not isinstance(preset, str) or not preset:
         raise DmspsError("choose a preset (e.g. acdc for 2D slices; dmsps run --help lists them)")
-    if preset == "auto" or (preset in PRESETS and PRESETS[preset].planned):
+    if is_planned(preset):
         # Planned when the run starts: the settings' names and values are checked here,
         # their fit with the plan then.
         apply_overrides(RunConfig(), settings)
