@@ -72,11 +72,26 @@ def test_acdc_like_is_2d_unless_asked_and_its_3d_plan_is_anisotropic():
     s1 = plan(ACDC, "cpu-1h", dims=3, step_seconds=fixed(1.0)).stage1
     assert s1.spatial_dims == 3
     assert s1.target_spacing == [10.0, 2.695, 2.695]  # the median FOV in 128 voxels
-    assert s1.patch_size == [10, 128, 128]
+    # Slabs of 4 slices, 6 a step (the 2D plan's 24 slices), the network planned for
+    # the whole 10-slice stack: Z pooled once, so 4 is a multiple of the network.
+    assert s1.patch_size == [4, 128, 128]
     assert s1.kernel_sizes[0] == [1, 3, 3] and s1.pool_strides[0] == [1, 2, 2]
-    assert s1.kernel_sizes[1] == [3, 3, 3]
-    assert (s1.norm, s1.batch_size, s1.augment) == ("batch", 2, True)
+    assert s1.kernel_sizes[1] == [3, 3, 3] and s1.pool_strides[1] == [2, 2, 2]
+    assert (s1.norm, s1.batch_size, s1.augment) == ("batch", 6, True)
     assert s1.normalization == ["zscore"]
+
+
+def test_only_short_stacks_of_thick_slices_are_cut_into_slabs():
+    # The same thick slices in a long stack (and isotropic data) keep their whole-stack
+    # or budget-sized patch and the 3D batch.
+    long = _fingerprint([10, 1.5, 1.5], [40, 230, 230], ["MRI"], ["zscore"], [0.9, 0.1])
+    s1 = plan(long, "cpu-1h", step_seconds=fixed(1.0)).stage1
+    assert s1.spatial_dims == 3 and s1.patch_size[0] > 4 and s1.batch_size == 2
+    assert plan(BRATS, "cpu-1h", step_seconds=fixed(1.0)).stage1.batch_size == 2
+    # A stack already as thin as a slab is not cut further.
+    thin = _fingerprint([10, 1.5, 1.5], [4, 230, 230], ["MRI"], ["zscore"], [0.9, 0.1])
+    s1 = plan(thin, "cpu-1h", dims=3, step_seconds=fixed(1.0)).stage1
+    assert s1.patch_size[0] == 4 and s1.batch_size == 2
 
 
 def test_word_like_ct_plan():
