@@ -194,6 +194,10 @@ def test_expand_keeps_inputs_resumes_and_refuses_other_settings(
     assert code == 2 and f"{out / 'expand_summary.json'}: holds an expansion" in text
     assert "threshold 0.1 -> 0.5" in text and "use --force to replace it" in text
     assert snapshot(out) == again
+    code, text = run_cli(capsys, *argv, "--background-margin", "2")
+    assert code == 2 and "background_margin 0 -> 2" in text
+    code, text = run_cli(capsys, *argv, "--background-margin", "-1")
+    assert code == 2 and "--background-margin must be >= 0" in text
     code, text = run_cli(capsys, *argv, "--threshold", "0.5", "--force")
     assert code == 0, text
     assert '"threshold": 0.5' in (out / "expand_summary.json").read_text()

@@ -20,9 +20,8 @@ a scribble-layout folder (one NIfTI per case) usable with `dmsps train --scribbl
 OUT`, plus expand_summary.json (pixels added per class and, when labels exist, their accuracy).
 
 Rerunning the same command resumes: seeds already in OUT are kept. OUT holding an
-expansion with other settings (checkpoint, --threshold, --tta, --target, --aux-dropout)
-is refused;
---force computes every seed again and replaces it.
+expansion with other settings (checkpoint, --threshold, --tta, --target, --aux-dropout,
+--background-margin) is refused; --force computes every seed again and replaces it.
 """
 
 
@@ -45,6 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the auxiliary decoder's feature dropout on while predicting, as both "
         "author releases do (docs/method.md)",
     )
+    parser.add_argument(
+        "--background-margin",
+        type=int,
+        default=0,
+        metavar="N",
+        help="leave background seeds within N voxels (in-plane) of a predicted structure "
+        "unlabelled (default 0; for seeds that cover the structures much less fully than "
+        "the background, docs/results.md section 12.3)",
+    )
     parser.add_argument("--split", default="train", help="cases to expand (default train)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
@@ -60,12 +68,17 @@ def _settings(args: argparse.Namespace):
     from dmsps.config import ExpandConfig
 
     cfg = ExpandConfig(
-        threshold=args.threshold, tta=args.tta, target=args.target, aux_dropout=args.aux_dropout
+        threshold=args.threshold,
+        tta=args.tta,
+        target=args.target,
+        aux_dropout=args.aux_dropout,
+        background_margin=args.background_margin,
     )
     try:
         cfg.check()
-    except DmspsError as exc:
-        raise DmspsError(f"--{exc}") from None
+    except DmspsError as exc:  # "threshold must be ..." names the option
+        name, rest = str(exc).split(" ", 1)
+        raise DmspsError(f"--{name.replace('_', '-')} {rest}") from None
     return cfg
 
 
@@ -103,12 +116,18 @@ def _check_earlier(args: argparse.Namespace) -> None:
     try:
         old = json.loads(path.read_text())
         old_checkpoint = Path(old["checkpoint"]).resolve()
-        # Summaries written before aux_dropout existed were made without it.
-        before = (old["threshold"], old["tta"], old["target"], old.get("aux_dropout", False))
+        # Summaries written before aux_dropout or the margin existed were made without.
+        before = (
+            old["threshold"],
+            old["tta"],
+            old["target"],
+            old.get("aux_dropout", False),
+            old.get("background_margin", 0),
+        )
     except (ValueError, KeyError, TypeError):
         raise DmspsError(f"{path}: not an expansion summary; use --force to replace it") from None
-    now = (args.threshold, args.tta, args.target, args.aux_dropout)
-    names = ("threshold", "tta", "target", "aux_dropout")
+    now = (args.threshold, args.tta, args.target, args.aux_dropout, args.background_margin)
+    names = ("threshold", "tta", "target", "aux_dropout", "background_margin")
     diffs = [f"{n} {a} -> {b}" for n, a, b in zip(names, before, now, strict=True) if a != b]
     if old_checkpoint != args.checkpoint.resolve():
         diffs.append(f"checkpoint {old['checkpoint']} -> {args.checkpoint}")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from dmsps.config import EXPAND_TARGETS, ExpandConfig
 from dmsps.data.layout import Dataset
@@ -40,8 +41,10 @@ def expand_case(
     keep_largest: bool,
     per_slice: bool = True,
     target: str = "ignore",
+    background_margin: int = 0,
 ) -> np.ndarray:
-    """Seeds (Z, Y, X) from mean probabilities (K, Z, Y, X) and the case's scribble."""
+    """Seeds (Z, Y, X) from mean probabilities (K, Z, Y, X) and the case's scribble;
+    ``background_margin``: see ``ExpandConfig``."""
     if target not in EXPAND_TARGETS:
         raise DmspsError(f"expansion target must be ignore or dense, not '{target}'")
     num_classes = probs.shape[0]
@@ -57,12 +60,23 @@ def expand_case(
             per_slice=per_slice,
         )
         return np.where((fg > 0) & (fg != ignore), fg, 0).astype(np.int16)
-    seeds = np.where(u < threshold, label_map(probs).numpy(), ignore).astype(np.int16)
+    labels = label_map(probs).numpy()
+    seeds = np.where(u < threshold, labels, ignore).astype(np.int16)
     if keep_largest:
         seeds = largest_component_per_class(seeds, num_classes, ignore, per_slice=per_slice)
+    if background_margin:
+        near = _in_plane_band(labels > 0, background_margin)
+        seeds[near & (seeds == 0)] = ignore
     annotated = scribble != ignore
     seeds[annotated] = scribble[annotated]
     return seeds
+
+
+def _in_plane_band(mask: np.ndarray, width: int) -> np.ndarray:
+    """Voxels outside ``mask`` (Z, Y, X) within ``width`` voxels of it in their slice."""
+    structure = np.zeros((1, 3, 3), bool)
+    structure[0] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_dilation(mask, structure, iterations=width) & ~mask
 
 
 def tta_probs(
@@ -155,7 +169,14 @@ def expand_dataset(
             torch.manual_seed(zlib.crc32(case.encode()))  # aux dropout masks, if on
             probs = tta_probs(predictor, image, cfg.tta, geom.spacing)
             seeds = expand_case(
-                probs, scribble, cfg.threshold, ignore, cfg.keep_largest, per_slice, cfg.target
+                probs,
+                scribble,
+                cfg.threshold,
+                ignore,
+                cfg.keep_largest,
+                per_slice,
+                cfg.target,
+                cfg.background_margin,
             )
             save_volume(target_path, seeds, geom, np.uint8)
         label = dataset.load_label(case)
@@ -179,6 +200,7 @@ def expand_dataset(
         tta=cfg.tta,
         target=cfg.target,
         aux_dropout=cfg.aux_dropout,
+        background_margin=cfg.background_margin,
         checkpoint=str(checkpoint),
     )
     write_json(out_dir / "expand_summary.json", result)
