@@ -25,6 +25,12 @@ expansion with other settings (checkpoint, --threshold, --tta, --target, --aux-d
 """
 
 
+#: The options an expansion summary records, each with the value that summaries written
+#: before it existed were made with (None: recorded since the first summary).
+RECORDED = {"threshold": None, "tta": None, "target": None, "aux_dropout": False,
+            "background_margin": 0}  # fmt: skip
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="stage-1 checkpoint (best.pt)")
     parser.add_argument("dataset", type=Path, help="dataset folder")
@@ -116,19 +122,11 @@ def _check_earlier(args: argparse.Namespace) -> None:
     try:
         old = json.loads(path.read_text())
         old_checkpoint = Path(old["checkpoint"]).resolve()
-        # Summaries written before aux_dropout or the margin existed were made without.
-        before = (
-            old["threshold"],
-            old["tta"],
-            old["target"],
-            old.get("aux_dropout", False),
-            old.get("background_margin", 0),
-        )
+        before = {n: old[n] if d is None else old.get(n, d) for n, d in RECORDED.items()}
     except (ValueError, KeyError, TypeError):
         raise DmspsError(f"{path}: not an expansion summary; use --force to replace it") from None
-    now = (args.threshold, args.tta, args.target, args.aux_dropout, args.background_margin)
-    names = ("threshold", "tta", "target", "aux_dropout", "background_margin")
-    diffs = [f"{n} {a} -> {b}" for n, a, b in zip(names, before, now, strict=True) if a != b]
+    now = {n: getattr(args, n) for n in RECORDED}
+    diffs = [f"{n} {before[n]} -> {now[n]}" for n in RECORDED if before[n] != now[n]]
     if old_checkpoint != args.checkpoint.resolve():
         diffs.append(f"checkpoint {old['checkpoint']} -> {args.checkpoint}")
     if diffs:
