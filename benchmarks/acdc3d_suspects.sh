@@ -4,7 +4,7 @@
 # checkpoint (window blending and overlap, the validation against dmsps evaluate).
 # docs/results.md section 12 has the figures. Usage:
 #   DATA=data/acdc OUT=bench-out/acdc3d-suspects bash benchmarks/acdc3d_suspects.sh [NAMES]
-# NAMES (default all): A B C D E F H checks. A run whose final.json exists is skipped.
+# NAMES (default all): A B C D E F H P checks. A run whose final.json exists is skipped.
 # SEED=N (default 0) trains with that seed; runs other than seed 0 are named NAME_sN.
 set -euo pipefail
 DATA=${DATA:?set DATA to the ACDC dataset (dmsps import acdc-h5)}
@@ -38,7 +38,7 @@ checks() {  # inference only, on D's best checkpoint
     done
 }
 
-for name in ${@:-A B C D E F H checks}; do
+for name in ${@:-A B C D E F H P checks}; do
     case $name in
         A) train A ;;                                   # acdc-3d's network: 3x3x3, instance norm, 8 x 96 x 96
         B) train B "${ANISO[@]}" ;;                      # + per-level kernels / pooling (1x3x3 on thick slices)
@@ -47,6 +47,7 @@ for name in ${@:-A B C D E F H checks}; do
         H) train H "${SLABS[@]}" ;;                      # D with more hearts a step: 6 x 4 slices
         E) train E "${SLABS[@]}" --optimizer sgd --lr 0.01 --weight-decay 1e-4 ;;  # H with SGD (poly) instead of Adam
         F) train F "${SLABS[@]}" --centring class ;;     # H centred on a scribbled class first
+        P) train P "${SLABS[@]}" --amp none ;;           # H in fp32 (amp=auto is bf16 on CPUs with native bf16)
         checks) checks ;;
         *) echo "unknown step $name" >&2; exit 2 ;;
     esac
